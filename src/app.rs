@@ -1,0 +1,123 @@
+//! Wiring: builds the data plane and the control plane from a config, binds
+//! every listener, and shuts everything down in order.
+//!
+//! `start` returns once every listener is bound (so `/ready` is true and tests
+//! can connect at once); `Running::shutdown` stops accepting, lets in-flight
+//! requests finish within the grace period and returns.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::proxy::{server, upstream, Proxy, ProxyServer, Router};
+use crate::registry::Registry;
+use crate::telemetry;
+
+/// Why tidegate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A started tidegate.
+pub struct Running {
+    /// The proxy listeners' bound addresses.
+    pub proxy_addrs: Vec<SocketAddr>,
+    /// The admin listener's bound address.
+    pub admin_addr: SocketAddr,
+    /// The running services.
+    pub registry: Arc<Registry>,
+    shutdown: watch::Sender<bool>,
+    proxy_task: JoinHandle<bool>,
+    admin_task: JoinHandle<()>,
+}
+
+/// Binds every listener and starts serving.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let prometheus = telemetry::install_recorder();
+    let registry = Arc::new(Registry::from_config(&config));
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let mut listeners = Vec::new();
+    for &addr in &config.proxy.listen {
+        listeners.push(server::bind(addr).map_err(|source| StartError::Bind { addr, source })?);
+    }
+    let admin_listener = server::bind(config.admin.listen).map_err(|source| StartError::Bind {
+        addr: config.admin.listen,
+        source,
+    })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.admin.listen,
+            source,
+        })?;
+
+    let proxy = Arc::new(Proxy::new(
+        Router::new(&registry),
+        upstream::client(&config.timeouts),
+        config.timeouts,
+        config.limits,
+    ));
+    let server = ProxyServer::new(listeners, proxy, &config.limits, &config.timeouts);
+    let proxy_addrs = server.local_addrs();
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let grace = config.proxy.shutdown_grace;
+    let proxy_task = tokio::spawn(server.run(shutdown_rx.clone(), grace));
+    let admin_state = AdminState {
+        registry: Arc::clone(&registry),
+        ready: Arc::clone(&ready),
+        prometheus,
+        token: config.admin.token.clone(),
+    };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown_rx));
+
+    ready.store(true, Ordering::Release);
+    let services: Vec<String> = registry.services().iter().map(|s| s.name.to_string()).collect();
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        proxy = ?proxy_addrs,
+        admin = %admin_addr,
+        services = ?services,
+        "tidegate started"
+    );
+    Ok(Running {
+        proxy_addrs,
+        admin_addr,
+        registry,
+        shutdown,
+        proxy_task,
+        admin_task,
+    })
+}
+
+impl Running {
+    /// The first proxy listener's address.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addrs[0]
+    }
+
+    /// Stops accepting and waits for in-flight requests (up to the grace period).
+    /// Returns whether every request finished in time.
+    pub async fn shutdown(self) -> bool {
+        let _ = self.shutdown.send(true);
+        let drained = self.proxy_task.await.unwrap_or(false);
+        let _ = self.admin_task.await;
+        info!(drained, "tidegate stopped");
+        drained
+    }
+}

@@ -1,0 +1,170 @@
+//! The `tidegate` command line: `serve`, `check` and `demo-backend`.
+
+// The CLI's job is to print to the terminal.
+#![allow(clippy::print_stdout)]
+
+mod check;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::demo::DemoOptions;
+use crate::telemetry::logging::{self, LogFormat};
+
+/// A Layer-7 load balancer with built-in autoscaling.
+#[derive(Debug, Parser)]
+#[command(name = "tidegate", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy (the default when no command is given).
+    Serve {
+        /// Config file; default `config/tidegate.toml`, else the embedded default.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and print a summary, like `nginx -t`.
+    Check {
+        /// Config file; default `config/tidegate.toml`, else the embedded default.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run a small origin server for demos, tests and benchmarks.
+    DemoBackend {
+        /// Port to listen on (on 127.0.0.1).
+        #[arg(long)]
+        port: u16,
+        /// CPU time burned per request, in microseconds.
+        #[arg(long, default_value_t = 0)]
+        work_us: u64,
+        /// Time slept per request, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Share of requests answered with 500, from 0 to 1.
+        #[arg(long, default_value_t = 0.0)]
+        fail_rate: f64,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve { config: None }) {
+        Command::Check { config } => check::run(config.as_deref()),
+        Command::Serve { config } => {
+            logging::init(cli.log_format);
+            serve(config)
+        }
+        Command::DemoBackend {
+            port,
+            work_us,
+            latency_ms,
+            fail_rate,
+        } => {
+            logging::init(cli.log_format);
+            if !(0.0..=1.0).contains(&fail_rate) {
+                eprintln!("--fail-rate: {fail_rate} must be between 0 and 1");
+                return ExitCode::from(2);
+            }
+            let options = DemoOptions {
+                work_us,
+                latency_ms,
+                fail_rate,
+            };
+            demo_backend(port, options)
+        }
+    }
+}
+
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build()
+}
+
+fn serve(config_path: Option<PathBuf>) -> ExitCode {
+    let config = match Config::load_or_default(config_path.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            for line in e.lines() {
+                error!(error = %line, "invalid config");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match runtime(config.proxy.workers) {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let running = match crate::app::start(config).await {
+            Ok(running) => running,
+            Err(e) => {
+                error!(error = %e, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        info!("shutdown signal received, draining; a second signal exits at once");
+        tokio::spawn(async {
+            wait_for_signal().await;
+            warn!("second shutdown signal, exiting now");
+            std::process::exit(1);
+        });
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        warn!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn demo_backend(port: u16, options: DemoOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        tokio::select! {
+            result = crate::demo::run(addr, options) => {
+                if let Err(e) = result {
+                    error!(error = %e, port, "demo backend failed");
+                    return ExitCode::FAILURE;
+                }
+                ExitCode::SUCCESS
+            }
+            _ = wait_for_signal() => ExitCode::SUCCESS,
+        }
+    })
+}

@@ -1,0 +1,159 @@
+//! Bodies that stream through the proxy.
+//!
+//! Neither direction is buffered: frames pass through as they arrive, so a body
+//! of any size costs a few frames of memory. [`RequestBody`] enforces the body
+//! limit on the way up; [`ResponseBody`] carries the request's [`InFlight`]
+//! guard on the way down, so the request counts as in flight until its last byte
+//! (or until the client goes away and the body is dropped).
+
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use super::error::{BoxError, ProxyError};
+use crate::balance::{InFlight, Outcome};
+
+/// A request body on its way to an instance.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// The client's body, streamed, with the bytes still allowed.
+    Stream {
+        /// The client's body.
+        inner: Incoming,
+        /// Bytes still allowed before `BodyTooLarge`; `u64::MAX` for no limit.
+        remaining: u64,
+        /// The configured limit, for the error.
+        limit: u64,
+    },
+    /// A body held in memory (small bodies kept for a retry).
+    Buffered(Full<Bytes>),
+}
+
+impl RequestBody {
+    /// Streams the client's body, failing past `limit` bytes if there is one.
+    pub fn stream(inner: Incoming, limit: Option<u64>) -> Self {
+        RequestBody::Stream {
+            inner,
+            remaining: limit.unwrap_or(u64::MAX),
+            limit: limit.unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            RequestBody::Stream {
+                inner,
+                remaining,
+                limit,
+            } => {
+                let frame = ready!(Pin::new(inner).poll_frame(cx));
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                    None => return Poll::Ready(None),
+                };
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > *remaining {
+                        let err = ProxyError::BodyTooLarge { limit: *limit };
+                        return Poll::Ready(Some(Err(err.into())));
+                    }
+                    *remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            RequestBody::Buffered(full) => Pin::new(full).poll_frame(cx).map_err(|e| match e {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Stream { inner, .. } => inner.is_end_stream(),
+            RequestBody::Buffered(full) => full.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Stream { inner, .. } => inner.size_hint(),
+            RequestBody::Buffered(full) => full.size_hint(),
+        }
+    }
+}
+
+/// A response body on its way to the client.
+#[derive(Debug)]
+pub enum ResponseBody {
+    /// An instance's body, with the guard that ends the request when it is done.
+    Upstream {
+        /// The instance's body.
+        inner: Incoming,
+        /// Dropped at the end of the body, on error, or when the client goes away.
+        guard: Option<InFlight>,
+    },
+    /// A response tidegate wrote itself.
+    Local(Full<Bytes>),
+}
+
+impl ResponseBody {
+    /// A short local body.
+    pub fn local(text: impl Into<Bytes>) -> Self {
+        ResponseBody::Local(Full::new(text.into()))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ResponseBody::Upstream { inner, guard } => {
+                let frame = ready!(Pin::new(inner).poll_frame(cx));
+                match &frame {
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) => {
+                        if let Some(g) = guard.as_mut() {
+                            g.set_outcome(Outcome::Reset);
+                        }
+                        guard.take();
+                    }
+                    None => {
+                        guard.take();
+                    }
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            ResponseBody::Local(full) => Pin::new(full).poll_frame(cx).map_err(|e| match e {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Upstream { inner, .. } => inner.is_end_stream(),
+            ResponseBody::Local(full) => full.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Upstream { inner, .. } => inner.size_hint(),
+            ResponseBody::Local(full) => full.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Header rewriting between client and instance.
+//!
+//! Hop-by-hop headers (RFC 9110 section 7.6.1: `Connection`, every header it
+//! names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`)
+//! describe one connection and are removed in both directions. Requests gain
+//! `X-Forwarded-For`, `-Proto`, `-Host`, `Via` and an `x-request-id`; `Host` is
+//! kept as the client sent it.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The request id header, propagated or generated.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes hop-by-hop headers, including every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.get(header::CONNECTION) {
+        if connection.as_bytes() != b"keep-alive" && connection.as_bytes() != b"close" {
+            let named: Vec<HeaderName> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+                .collect();
+            for name in named {
+                headers.remove(name);
+            }
+        }
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Adds the forwarding headers to a request about to go upstream.
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: IpAddr,
+    proto: &'static str,
+    version: Version,
+    host: Option<&HeaderValue>,
+) {
+    let client = HeaderValue::from_str(&client_ip.to_string())
+        .expect("an IP address is a valid header value");
+    match headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()) {
+        Some(prior) => {
+            let mut joined = Vec::with_capacity(prior.len() + 2 + client.len());
+            joined.extend_from_slice(prior);
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(client.as_bytes());
+            match HeaderValue::from_bytes(&joined) {
+                Ok(v) => headers.insert(X_FORWARDED_FOR.clone(), v),
+                Err(_) => headers.insert(X_FORWARDED_FOR.clone(), client),
+            };
+        }
+        None => {
+            headers.insert(X_FORWARDED_FOR.clone(), client);
+        }
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    }
+    headers.append(header::VIA, via(version));
+}
+
+/// The `Via` entry for a hop of this HTTP version.
+pub fn via(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        Version::HTTP_10 => "1.0 tidegate",
+        Version::HTTP_2 => "2 tidegate",
+        _ => "1.1 tidegate",
+    })
+}
+
+/// Keeps a client's `x-request-id` or generates one; returns the value used.
+pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(&X_REQUEST_ID) {
+        if !id.is_empty() && id.len() <= 128 {
+            return id.clone();
+        }
+    }
+    let id = new_request_id();
+    headers.insert(X_REQUEST_ID.clone(), id.clone());
+    id
+}
+
+fn new_request_id() -> HeaderValue {
+    let bits: u128 = rand::random();
+    let mut text = [0u8; 32];
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in text.iter_mut().enumerate() {
+        *byte = HEX[((bits >> (i * 4)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_headers_named_in_connection() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-custom"));
+        h.insert("x-custom", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-custom").is_none(), "a header named in Connection is hop-by-hop");
+        assert!(h.get(header::CONNECTION).is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get(header::TE).is_none());
+        assert!(h.get("x-kept").is_some());
+    }
+
+    #[test]
+    fn appends_to_an_existing_forwarded_for() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        add_forwarded(&mut h, "192.0.2.7".parse().expect("ip"), "http", Version::HTTP_11, None);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(h["via"], "1.1 tidegate");
+    }
+
+    #[test]
+    fn generates_a_request_id_only_when_missing() {
+        let mut h = HeaderMap::new();
+        let id = ensure_request_id(&mut h);
+        assert_eq!(id.len(), 32);
+        assert_eq!(ensure_request_id(&mut h), id, "an existing id is kept");
+    }
+}

@@ -1,0 +1,19 @@
+//! The data plane: listeners, routing, forwarding and streaming bodies.
+//!
+//! A request flows `server` (accept, HTTP/1.1 or HTTP/2) → `router` (host and
+//! longest prefix) → the service's balancer → `forward` (header rewrite, pooled
+//! `upstream` client, timeouts) → `body` (streamed back with its in-flight
+//! guard). Failures become short plain-text responses via `error`.
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod headers;
+pub mod router;
+pub mod server;
+pub mod upstream;
+
+pub use error::ProxyError;
+pub use forward::Proxy;
+pub use router::Router;
+pub use server::ProxyServer;

@@ -1,0 +1,173 @@
+//! The proxy's listeners: accept loops, per-connection HTTP serving and
+//! graceful shutdown.
+//!
+//! Each connection is served by hyper-util's auto builder, which speaks
+//! HTTP/1.1 or HTTP/2 (prior knowledge) depending on the first bytes. A
+//! semaphore caps open connections; past the cap, new connections wait in the
+//! kernel's backlog instead of being accepted and starved.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, info, warn};
+
+use super::forward::{Downstream, Proxy};
+use crate::config::{Limits, Timeouts};
+use crate::telemetry::names;
+
+/// Binds a listener with `SO_REUSEADDR` and a deep backlog.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// The proxy's listeners and what they serve.
+pub struct ProxyServer {
+    listeners: Vec<TcpListener>,
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    connections: Arc<Semaphore>,
+}
+
+impl ProxyServer {
+    /// A server over bound listeners.
+    pub fn new(listeners: Vec<TcpListener>, proxy: Arc<Proxy>, limits: &Limits, timeouts: &Timeouts) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .max_buf_size(limits.max_header_bytes)
+            .header_read_timeout(timeouts.idle)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(timeouts.idle / 2))
+            .max_concurrent_streams(1024);
+        Self {
+            listeners,
+            proxy,
+            builder: Arc::new(builder),
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+        }
+    }
+
+    /// The addresses actually bound (useful when binding port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` turns true, then lets open requests finish for
+    /// up to `grace`. Returns whether every connection finished in time.
+    pub async fn run(self, shutdown: watch::Receiver<bool>, grace: Duration) -> bool {
+        let graceful = Arc::new(GracefulShutdown::new());
+        let mut accept_loops = Vec::new();
+        for listener in self.listeners {
+            accept_loops.push(tokio::spawn(accept_loop(
+                listener,
+                Arc::clone(&self.proxy),
+                Arc::clone(&self.builder),
+                Arc::clone(&self.connections),
+                Arc::clone(&graceful),
+                shutdown.clone(),
+            )));
+        }
+        for task in accept_loops {
+            let _ = task.await;
+        }
+
+        let graceful = Arc::try_unwrap(graceful)
+            .expect("every accept loop has returned and dropped its handle");
+        let open = graceful.count();
+        info!(open_connections = open, grace_ms = grace.as_millis() as u64, "draining connections");
+        match tokio::time::timeout(grace, graceful.shutdown()).await {
+            Ok(()) => true,
+            Err(_) => {
+                warn!("grace period ended with requests still in flight");
+                false
+            }
+        }
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    connections: Arc<Semaphore>,
+    graceful: Arc<GracefulShutdown>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stopped(&mut shutdown) => return,
+        };
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    warn!(error = %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => return,
+        };
+        let watcher = graceful.watcher();
+        let proxy = Arc::clone(&proxy);
+        let builder = Arc::clone(&builder);
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_connection(stream, addr, proxy, builder, watcher).await;
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let _ = stream.set_nodelay(true);
+    metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
+    let downstream = Downstream { addr };
+    let service = service_fn(move |req| {
+        let proxy = Arc::clone(&proxy);
+        async move { Ok::<_, Infallible>(proxy.handle(req, downstream).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(error) = watcher.watch(conn.into_owned()).await {
+        debug!(client = %addr, error = %error, "connection ended with an error");
+    }
+    metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
+}
