@@ -87,7 +87,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown_rx));
 
     ready.store(true, Ordering::Release);
-    let services: Vec<String> = registry.services().iter().map(|s| s.name.to_string()).collect();
+    let services: Vec<String> = registry
+        .services()
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect();
     info!(
         version = env!("CARGO_PKG_VERSION"),
         proxy = ?proxy_addrs,

@@ -61,7 +61,10 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, req, addr)) }
             });
-            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(error) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 debug!(client = %addr, error = %error, "admin connection ended with an error");
             }
         });

@@ -340,8 +340,15 @@ mod tests {
         b.set_outcome(Outcome::ServerError);
         drop(b);
         assert_eq!(i.in_flight(), 0);
-        assert_eq!(i.state.requests.load(Ordering::Relaxed), 1, "cancelled is not counted");
-        assert_eq!(i.state.errors[ErrorClass::Status5xx as usize].load(Ordering::Relaxed), 1);
+        assert_eq!(
+            i.state.requests.load(Ordering::Relaxed),
+            1,
+            "cancelled is not counted"
+        );
+        assert_eq!(
+            i.state.errors[ErrorClass::Status5xx as usize].load(Ordering::Relaxed),
+            1
+        );
         assert_eq!(i.state.consecutive_failures.load(Ordering::Relaxed), 1);
     }
 
@@ -353,6 +360,9 @@ mod tests {
             g.set_outcome(outcome);
         }
         assert_eq!(i.state.consecutive_failures.load(Ordering::Relaxed), 0);
-        assert!(i.ewma_ns() > 0.0, "latency estimate starts at the first sample");
+        assert!(
+            i.ewma_ns() > 0.0,
+            "latency estimate starts at the first sample"
+        );
     }
 }

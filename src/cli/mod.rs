@@ -135,7 +135,10 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
 /// Waits for SIGTERM or SIGINT.
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         warn!("cannot install signal handlers; stop with SIGKILL");
         std::future::pending::<()>().await;
         return;
@@ -147,7 +150,10 @@ async fn wait_for_signal() {
 }
 
 fn demo_backend(port: u16, options: DemoOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot start the runtime");

@@ -61,7 +61,10 @@ impl Checker {
 
     fn percent(&mut self, path: &str, value: f64) {
         if !(value > 0.0 && value <= 100.0) {
-            self.error(path, format!("{value} must be a percentage above 0 and at most 100"));
+            self.error(
+                path,
+                format!("{value} must be a percentage above 0 and at most 100"),
+            );
         }
     }
 }
@@ -89,15 +92,22 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
     let admin_listen = c.addr("admin.listen", &raw.admin.listen);
     if let Some(token) = &raw.admin.token {
         if token.trim().len() < 16 {
-            c.error("admin.token", "must be at least 16 characters (the value is not shown)");
+            c.error(
+                "admin.token",
+                "must be at least 16 characters (the value is not shown)",
+            );
         }
     }
     let admin = AdminConfig {
         listen: admin_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901))),
         token: raw.admin.token.clone(),
     };
-    if let (Some(admin_addr), true) = (admin_listen, proxy.listen.contains(&admin.listen)) {
-        c.error("admin.listen", format!("{admin_addr} is also a proxy listener"));
+    let clash = admin.listen.port() != 0 && proxy.listen.contains(&admin.listen);
+    if let (Some(admin_addr), true) = (admin_listen, clash) {
+        c.error(
+            "admin.listen",
+            format!("{admin_addr} is also a proxy listener"),
+        );
     }
 
     let timeouts = Timeouts {
@@ -118,8 +128,10 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
 
     let scaler = ScalerConfig {
         enabled: raw.scaler.enabled,
-        evaluation_interval: c
-            .positive_duration("scaler.evaluation_interval", &raw.scaler.evaluation_interval),
+        evaluation_interval: c.positive_duration(
+            "scaler.evaluation_interval",
+            &raw.scaler.evaluation_interval,
+        ),
         window: c.positive_duration("scaler.window", &raw.scaler.window),
         tolerance_percent: raw.scaler.tolerance_percent,
         instance_hourly_cost: raw.scaler.instance_hourly_cost,
@@ -127,7 +139,10 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
     if !(0.0..100.0).contains(&scaler.tolerance_percent) {
         c.error(
             "scaler.tolerance_percent",
-            format!("{} must be at least 0 and below 100", scaler.tolerance_percent),
+            format!(
+                "{} must be at least 0 and below 100",
+                scaler.tolerance_percent
+            ),
         );
     }
     if scaler.instance_hourly_cost < 0.0 {
@@ -275,7 +290,10 @@ fn validate_service(c: &mut Checker, name: &str, s: &RawService) -> Option<Servi
     }
     if let (ServiceKind::Singleton, Some(policy)) = (kind, &policy) {
         if policy.enabled {
-            c.error(format!("{p}.scaling"), "a singleton service is never scaled");
+            c.error(
+                format!("{p}.scaling"),
+                "a singleton service is never scaled",
+            );
         }
     }
 
@@ -361,8 +379,14 @@ fn validate_balancer(c: &mut Checker, p: &str, b: &RawBalancer) -> BalancerConfi
         );
     }
     let fields = [
-        ("health_check_interval_seconds", b.health_check_interval_seconds),
-        ("health_check_timeout_seconds", b.health_check_timeout_seconds),
+        (
+            "health_check_interval_seconds",
+            b.health_check_interval_seconds,
+        ),
+        (
+            "health_check_timeout_seconds",
+            b.health_check_timeout_seconds,
+        ),
         ("unhealthy_threshold", b.unhealthy_threshold),
         ("healthy_threshold", b.healthy_threshold),
         ("retry_timeout_seconds", b.retry_timeout_seconds),
@@ -395,8 +419,16 @@ fn validate_balancer(c: &mut Checker, p: &str, b: &RawBalancer) -> BalancerConfi
 
 fn validate_resilience(c: &mut Checker, p: &str, r: &RawResilience) -> ResilienceConfig {
     let p = format!("{p}.resilience");
-    c.at_least(&format!("{p}.consecutive_failures"), r.consecutive_failures.into(), 1);
-    c.at_least(&format!("{p}.breaker_min_requests"), r.breaker_min_requests.into(), 1);
+    c.at_least(
+        &format!("{p}.consecutive_failures"),
+        r.consecutive_failures.into(),
+        1,
+    );
+    c.at_least(
+        &format!("{p}.breaker_min_requests"),
+        r.breaker_min_requests.into(),
+        1,
+    );
     c.at_least(
         &format!("{p}.breaker_half_open_trials"),
         r.breaker_half_open_trials.into(),
@@ -408,7 +440,10 @@ fn validate_resilience(c: &mut Checker, p: &str, r: &RawResilience) -> Resilienc
         ("retry_budget_percent", r.retry_budget_percent),
     ] {
         if value > 100 {
-            c.error(format!("{p}.{field}"), format!("{value} must be at most 100"));
+            c.error(
+                format!("{p}.{field}"),
+                format!("{value} must be at most 100"),
+            );
         }
     }
     ResilienceConfig {
@@ -419,7 +454,8 @@ fn validate_resilience(c: &mut Checker, p: &str, r: &RawResilience) -> Resilienc
         breaker_failure_percent: r.breaker_failure_percent,
         breaker_min_requests: r.breaker_min_requests,
         breaker_window: c.positive_duration(&format!("{p}.breaker_window"), &r.breaker_window),
-        breaker_open_for: c.positive_duration(&format!("{p}.breaker_open_for"), &r.breaker_open_for),
+        breaker_open_for: c
+            .positive_duration(&format!("{p}.breaker_open_for"), &r.breaker_open_for),
         breaker_half_open_trials: r.breaker_half_open_trials,
         retry_budget_percent: r.retry_budget_percent,
         retry_min_per_second: r.retry_min_per_second,
@@ -434,11 +470,17 @@ fn validate_policy(c: &mut Checker, p: &str, r: &RawPolicy) -> PolicyConfig {
     if r.max_instances < r.min_instances {
         c.error(
             format!("{p}.max_instances"),
-            format!("{} is below min_instances {}", r.max_instances, r.min_instances),
+            format!(
+                "{} is below min_instances {}",
+                r.max_instances, r.min_instances
+            ),
         );
     }
     c.percent(&format!("{p}.target_cpu_percent"), r.target_cpu_percent);
-    c.percent(&format!("{p}.target_memory_percent"), r.target_memory_percent);
+    c.percent(
+        &format!("{p}.target_memory_percent"),
+        r.target_memory_percent,
+    );
     c.percent(&format!("{p}.scale_up_threshold"), r.scale_up_threshold);
     c.percent(&format!("{p}.scale_down_threshold"), r.scale_down_threshold);
     if r.target_response_time_ms <= 0.0 {
@@ -475,7 +517,10 @@ fn validate_quota(c: &mut Checker, p: &str, r: &RawQuota) -> QuotaConfig {
     if !(1..=4).contains(&r.priority_level) {
         c.error(
             format!("{p}.priority_level"),
-            format!("{} is not 1 (critical), 2 (high), 3 (medium) or 4 (low)", r.priority_level),
+            format!(
+                "{} is not 1 (critical), 2 (high), 3 (medium) or 4 (low)",
+                r.priority_level
+            ),
         );
     }
     c.at_least(&format!("{p}.max_instances"), r.max_instances.into(), 1);
@@ -497,7 +542,10 @@ fn validate_orchestrator(c: &mut Checker, p: &str, r: &RawOrchestrator) -> Orche
         "process" => {
             let command = r.command.clone().unwrap_or_default();
             if command.trim().is_empty() {
-                c.error(format!("{p}.command"), "the process orchestrator needs a command");
+                c.error(
+                    format!("{p}.command"),
+                    "the process orchestrator needs a command",
+                );
             }
             let ports = match r.port_range.as_deref().map(parse_port_range) {
                 Some(Some(range)) => range,
@@ -512,7 +560,10 @@ fn validate_orchestrator(c: &mut Checker, p: &str, r: &RawOrchestrator) -> Orche
                     (0, 0)
                 }
                 None => {
-                    c.error(format!("{p}.port_range"), "the process orchestrator needs a port range");
+                    c.error(
+                        format!("{p}.port_range"),
+                        "the process orchestrator needs a port range",
+                    );
                     (0, 0)
                 }
             };
@@ -528,7 +579,10 @@ fn validate_orchestrator(c: &mut Checker, p: &str, r: &RawOrchestrator) -> Orche
             let mut script = |field: &str, value: &Option<String>| {
                 let v = value.clone().unwrap_or_default();
                 if v.trim().is_empty() {
-                    c.error(format!("{p}.{field}"), "the command orchestrator needs this script");
+                    c.error(
+                        format!("{p}.{field}"),
+                        "the command orchestrator needs this script",
+                    );
                 }
                 v
             };

@@ -35,7 +35,13 @@ pub struct DemoOptions {
 /// Serves the demo backend on an already bound listener until the task is dropped.
 pub async fn serve(listener: TcpListener, options: DemoOptions) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
-    info!(port, work_us = options.work_us, latency_ms = options.latency_ms, fail_rate = options.fail_rate, "demo backend listening");
+    info!(
+        port,
+        work_us = options.work_us,
+        latency_ms = options.latency_ms,
+        fail_rate = options.fail_rate,
+        "demo backend listening"
+    );
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
         let (stream, addr) = listener.accept().await?;
@@ -43,7 +49,10 @@ pub async fn serve(listener: TcpListener, options: DemoOptions) -> std::io::Resu
         let builder = Arc::clone(&builder);
         tokio::spawn(async move {
             let service = service_fn(move |req| answer(req, port, options));
-            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(error) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 debug!(client = %addr, error = %error, "demo connection ended with an error");
             }
         });
@@ -79,7 +88,11 @@ async fn answer(
         tokio::time::sleep(Duration::from_millis(options.latency_ms)).await;
     }
     if options.fail_rate > 0.0 && rand::random::<f64>() < options.fail_rate {
-        return Ok(reply(StatusCode::INTERNAL_SERVER_ERROR, "injected failure\n".into(), port));
+        return Ok(reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected failure\n".into(),
+            port,
+        ));
     }
     let text = format!("ok from {port}, received {received} bytes\n");
     Ok(reply(StatusCode::OK, text, port))

@@ -247,7 +247,10 @@ pub fn local_response(error: &ProxyError) -> Response<ResponseBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    headers.insert(X_TIDEGATE_REASON.clone(), HeaderValue::from_static(error.reason()));
+    headers.insert(
+        X_TIDEGATE_REASON.clone(),
+        HeaderValue::from_static(error.reason()),
+    );
     if status == StatusCode::SERVICE_UNAVAILABLE {
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }

@@ -117,13 +117,19 @@ mod tests {
     #[test]
     fn strips_headers_named_in_connection() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-custom"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-custom"),
+        );
         h.insert("x-custom", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h);
-        assert!(h.get("x-custom").is_none(), "a header named in Connection is hop-by-hop");
+        assert!(
+            h.get("x-custom").is_none(),
+            "a header named in Connection is hop-by-hop"
+        );
         assert!(h.get(header::CONNECTION).is_none());
         assert!(h.get("keep-alive").is_none());
         assert!(h.get(header::TE).is_none());
@@ -134,7 +140,13 @@ mod tests {
     fn appends_to_an_existing_forwarded_for() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        add_forwarded(&mut h, "192.0.2.7".parse().expect("ip"), "http", Version::HTTP_11, None);
+        add_forwarded(
+            &mut h,
+            "192.0.2.7".parse().expect("ip"),
+            "http",
+            Version::HTTP_11,
+            None,
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["via"], "1.1 tidegate");
     }

@@ -42,8 +42,12 @@ impl Router {
                 }
             }
         }
-        router.by_host.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-        router.any_host.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        router
+            .by_host
+            .sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        router
+            .any_host
+            .sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
         router
     }
 
@@ -52,7 +56,10 @@ impl Router {
         if let Some(host) = host.map(strip_port) {
             let mut host_known = false;
             for r in &self.by_host {
-                if r.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(host)) {
+                if r.host
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(host))
+                {
                     host_known = true;
                     if path.starts_with(&r.prefix) {
                         return Some(&r.service);
@@ -115,7 +122,10 @@ mod tests {
     #[test]
     fn longest_prefix_wins() {
         let r = router();
-        assert_eq!(routed(&r, None, "/api/admin/users").as_deref(), Some("admin-api"));
+        assert_eq!(
+            routed(&r, None, "/api/admin/users").as_deref(),
+            Some("admin-api")
+        );
         assert_eq!(routed(&r, None, "/api/users").as_deref(), Some("api"));
         assert_eq!(routed(&r, None, "/index.html").as_deref(), Some("web"));
     }
@@ -123,7 +133,13 @@ mod tests {
     #[test]
     fn host_routes_take_precedence_and_ignore_case_and_port() {
         let r = router();
-        assert_eq!(routed(&r, Some("Shop.Example.com:8080"), "/api").as_deref(), Some("shop"));
-        assert_eq!(routed(&r, Some("other.example.com"), "/api").as_deref(), Some("api"));
+        assert_eq!(
+            routed(&r, Some("Shop.Example.com:8080"), "/api").as_deref(),
+            Some("shop")
+        );
+        assert_eq!(
+            routed(&r, Some("other.example.com"), "/api").as_deref(),
+            Some("api")
+        );
     }
 }

@@ -45,7 +45,12 @@ pub struct ProxyServer {
 
 impl ProxyServer {
     /// A server over bound listeners.
-    pub fn new(listeners: Vec<TcpListener>, proxy: Arc<Proxy>, limits: &Limits, timeouts: &Timeouts) -> Self {
+    pub fn new(
+        listeners: Vec<TcpListener>,
+        proxy: Arc<Proxy>,
+        limits: &Limits,
+        timeouts: &Timeouts,
+    ) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -97,7 +102,11 @@ impl ProxyServer {
         let graceful = Arc::try_unwrap(graceful)
             .expect("every accept loop has returned and dropped its handle");
         let open = graceful.count();
-        info!(open_connections = open, grace_ms = grace.as_millis() as u64, "draining connections");
+        info!(
+            open_connections = open,
+            grace_ms = grace.as_millis() as u64,
+            "draining connections"
+        );
         match tokio::time::timeout(grace, graceful.shutdown()).await {
             Ok(()) => true,
             Err(_) => {

@@ -29,8 +29,12 @@ impl InstanceMetrics {
         Self {
             by_status_class: STATUS_CLASSES
                 .map(|class| counter!(names::REQUESTS_TOTAL, &labels("status_class", class))),
-            errors: ErrorClass::ALL
-                .map(|class| counter!(names::UPSTREAM_ERRORS_TOTAL, &labels("class", class.as_str()))),
+            errors: ErrorClass::ALL.map(|class| {
+                counter!(
+                    names::UPSTREAM_ERRORS_TOTAL,
+                    &labels("class", class.as_str())
+                )
+            }),
             duration: histogram!(
                 names::REQUEST_DURATION,
                 "service" => service.to_string(),

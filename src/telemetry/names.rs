@@ -15,7 +15,11 @@ pub const CONNECTIONS_OPEN: &str = "tidegate_connections_open";
 
 /// Registers descriptions and units with the recorder.
 pub fn describe() {
-    describe_counter!(REQUESTS_TOTAL, Unit::Count, "Requests answered by an instance");
+    describe_counter!(
+        REQUESTS_TOTAL,
+        Unit::Count,
+        "Requests answered by an instance"
+    );
     describe_histogram!(
         REQUEST_DURATION,
         Unit::Seconds,

@@ -1,0 +1,181 @@
+//! Helpers shared by the integration tests: an in-process tidegate on
+//! ephemeral ports, scriptable origins, and a small HTTP client.
+//!
+//! Every server binds port 0, so tests run in parallel without a port registry.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use tidegate::app::{self, Running};
+use tidegate::config::Config;
+
+/// A test origin: counts the requests it answered; stops when dropped.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Origin {
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting and closes the listener; open connections finish.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub type OriginResponse = Response<http_body_util::combinators::BoxBody<Bytes, std::io::Error>>;
+
+/// A full response with a text body.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> OriginResponse {
+    let mut r = Response::new(Full::new(body.into()).map_err(|e| match e {}).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+/// Starts an origin on 127.0.0.1:0 answering every request with `handler`.
+pub async fn origin<F, Fut>(handler: F) -> Origin
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = OriginResponse> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    origin_on(listener, handler)
+}
+
+/// Like [`origin`], on a listener the test already bound.
+pub fn origin_on<F, Fut>(listener: TcpListener, handler: F) -> Origin
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = OriginResponse> + Send + 'static,
+{
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicU64::new(0));
+    let handler = Arc::new(handler);
+    let counted = Arc::clone(&hits);
+    let task = tokio::spawn(async move {
+        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = Arc::clone(&handler);
+            let counted = Arc::clone(&counted);
+            let builder = Arc::clone(&builder);
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let handler = Arc::clone(&handler);
+                    let counted = Arc::clone(&counted);
+                    async move {
+                        let response = handler(req).await;
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Origin { addr, hits, task }
+}
+
+/// An origin that answers 200 with a body naming itself (`origin <port>`).
+pub async fn named_origin() -> Origin {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    origin_on(listener, move |_req| async move {
+        text(StatusCode::OK, format!("origin {port}"))
+    })
+}
+
+/// A config for tests: proxy and admin on port 0, in-memory-free SQLite in a temp dir.
+pub fn config(services_toml: &str) -> Config {
+    let text = format!(
+        r#"
+        [proxy]
+        listen = ["127.0.0.1:0"]
+        shutdown_grace = "5s"
+        [admin]
+        listen = "127.0.0.1:0"
+        {services_toml}
+        "#
+    );
+    match Config::parse(&text, Path::new(".")) {
+        Ok(config) => config,
+        Err(e) => panic!("test config is invalid: {:?}", e.lines()),
+    }
+}
+
+/// A one-service config routing `/` to these origins.
+pub fn config_for(origins: &[&Origin], extra: &str) -> Config {
+    let instances: Vec<String> = origins
+        .iter()
+        .map(|o| format!("{{ address = \"{}\" }}", o.addr))
+        .collect();
+    config(&format!(
+        r#"
+        [services.app]
+        routes = [{{ path_prefix = "/" }}]
+        instances = [{}]
+        {extra}
+        "#,
+        instances.join(", ")
+    ))
+}
+
+/// Starts tidegate in this process.
+pub async fn start(config: Config) -> Running {
+    app::start(config).await.expect("tidegate starts")
+}
+
+/// A plain HTTP/1.1 client with keep-alive.
+pub fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a GET and returns status, headers and the whole body as text.
+pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, http::HeaderMap, String) {
+    let req = Request::get(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(req).await
+}
+
+/// Sends any request with a full body and collects the answer.
+pub async fn send(req: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, String) {
+    let response = client().request(req).await.expect("request is answered");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body is read").to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
