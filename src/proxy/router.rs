@@ -44,10 +44,10 @@ impl Router {
         }
         router
             .by_host
-            .sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+            .sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         router
             .any_host
-            .sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+            .sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         router
     }
 
