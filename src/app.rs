@@ -15,6 +15,7 @@ use tracing::info;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::health;
 use crate::proxy::{server, upstream, Proxy, ProxyServer, Router};
 use crate::registry::Registry;
 use crate::telemetry;
@@ -43,6 +44,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     proxy_task: JoinHandle<bool>,
     admin_task: JoinHandle<()>,
+    probers: tokio::task::JoinSet<()>,
 }
 
 /// Binds every listener and starts serving.
@@ -84,6 +86,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         prometheus,
         token: config.admin.token.clone(),
     };
+    let probers = health::prober::spawn(&registry, shutdown_rx.clone());
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown_rx));
 
     ready.store(true, Ordering::Release);
@@ -106,6 +109,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown,
         proxy_task,
         admin_task,
+        probers,
     })
 }
 
@@ -121,6 +125,8 @@ impl Running {
         let _ = self.shutdown.send(true);
         let drained = self.proxy_task.await.unwrap_or(false);
         let _ = self.admin_task.await;
+        let mut probers = self.probers;
+        while probers.join_next().await.is_some() {}
         info!(drained, "tidegate stopped");
         drained
     }
