@@ -1,6 +1,9 @@
 //! What a client gets when an instance refuses, resets, hangs or drips, and
 //! that retries carry safe requests to a healthy instance instead.
 
+// A failed setup step should fail the test loudly; that is what unwrap does here.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::net::SocketAddr;

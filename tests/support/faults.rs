@@ -44,7 +44,7 @@ pub async fn resetting(partial: &'static [u8]) -> Fault {
     scripted(move |mut stream| async move {
         let _ = stream.write_all(partial).await;
         let _ = stream.flush().await;
-        let _ = stream.set_linger(Some(Duration::ZERO));
+        let _ = stream.set_zero_linger();
         drop(stream);
     })
     .await
