@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use tracing::debug;
 
@@ -125,6 +125,7 @@ impl Proxy {
         body: &mut TryBody,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let max_tries = (1 + service.config.balancer.max_retries as usize).min(retry::MAX_TRIES);
+        let idempotent = retry::idempotent(&parts.method);
         let mut tried = Tried::default();
         let mut last_error = None;
         let mut parts = Some(parts);
@@ -153,17 +154,16 @@ impl Proxy {
 
             let mut guard = instance.dispatch();
             guard.observe(Arc::clone(service) as Arc<dyn FinishObserver>);
-            let failure = match self.send(service, req, guard, timeout).await {
-                Ok(response) if response.status().is_server_error() && !last_try => {
-                    (Failure::Sent, Ok(response))
-                }
-                Ok(response) => return Ok(response),
-                Err(error) => (failure_of(&error), Err(error)),
+            let result = self.send(service, req, guard, timeout).await;
+            let failure = match &result {
+                Ok(response) if response.status().is_server_error() => Failure::Sent,
+                Ok(_) => return result,
+                Err(error) => failure_of(error),
             };
-            let (failure, result) = failure;
-            if last_try || !may_retry(service, parts_method(&parts), failure) {
+            if last_try || !may_retry(service, idempotent, failure) {
                 return result;
             }
+            // A 5xx answer being retried is dropped here; its guard records the failure.
             last_error = result.err();
         }
     }
@@ -333,10 +333,10 @@ fn overloaded(service: &Service, reason: &'static str) -> ProxyError {
 }
 
 /// Whether a failed try may be retried: safe for its method, and within the budget.
-fn may_retry(service: &Service, method: &Method, failure: Failure) -> bool {
+fn may_retry(service: &Service, idempotent: bool, failure: Failure) -> bool {
     let safe = match failure {
         Failure::NotSent => true,
-        Failure::Sent => retry::idempotent(method),
+        Failure::Sent => idempotent,
         Failure::Fatal => false,
     };
     if !safe {
@@ -350,10 +350,6 @@ fn may_retry(service: &Service, method: &Method, failure: Failure) -> bool {
     metrics::counter!(names::RETRIES_TOTAL, "service" => service.name.to_string(), "result" => result)
         .increment(1);
     granted
-}
-
-fn parts_method(parts: &Option<http::request::Parts>) -> &Method {
-    parts.as_ref().map_or(&Method::POST, |p| &p.method)
 }
 
 /// How far a failed try got; the one place that reads a client error's kind.
