@@ -47,6 +47,11 @@ impl InstanceHealth {
         self.ejected.load(Ordering::Acquire)
     }
 
+    /// `clock::now_ns` at which the current or last ejection ends; 0 if never ejected.
+    pub fn ejection_ends_ns(&self) -> u64 {
+        self.ejected_until_ns.load(Ordering::Acquire)
+    }
+
     /// Called by the in-flight guard when a request ends; wakes a drain waiter.
     pub fn request_finished(&self, in_flight_now: u32, draining: bool) {
         if in_flight_now == 0 && draining {
