@@ -115,3 +115,91 @@ pub fn probed(instance: &Instance, passed: bool, healthy_threshold: u32) {
         restore(instance, "probes_passed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn pool(n: u16) -> InstanceTable {
+        InstanceTable::new(
+            (1..=n)
+                .map(|p| {
+                    Instance::from_addr("pool".into(), SocketAddr::from(([127, 0, 0, 1], p)), 1)
+                })
+                .collect(),
+        )
+    }
+
+    fn fail(instance: &Arc<Instance>, times: u32) {
+        for _ in 0..times {
+            let mut guard = instance.dispatch();
+            guard.set_outcome(crate::balance::Outcome::Reset);
+        }
+    }
+
+    fn ejection_length(instance: &Instance, at: u64) -> Duration {
+        Duration::from_nanos(instance.state.health.ejection_ends_ns() - at)
+    }
+
+    #[test]
+    fn ejects_instance_after_five_consecutive_errors() {
+        let table = pool(4);
+        let cfg = crate::health::tests::resilience();
+        let bad = &table.instances()[0];
+        fail(bad, 4);
+        consider(&table, bad, &cfg, clock::now_ns());
+        assert!(
+            !bad.state.health.is_ejected(),
+            "four failures are not enough"
+        );
+        fail(bad, 1);
+        consider(&table, bad, &cfg, clock::now_ns());
+        assert!(bad.state.health.is_ejected());
+        assert!(!bad.is_eligible(), "an ejected instance is not picked");
+    }
+
+    #[test]
+    fn repeated_ejections_last_longer_up_to_the_cap() {
+        let table = pool(2);
+        let cfg = crate::health::tests::resilience();
+        let bad = &table.instances()[0];
+        let mut lengths = Vec::new();
+        for at in (clock::now_ns()..).take(12) {
+            fail(bad, 5);
+            consider(&table, bad, &cfg, at);
+            lengths.push(ejection_length(bad, at));
+            assert!(restore(bad, "test"));
+        }
+        assert_eq!(lengths[0], cfg.base_ejection);
+        assert_eq!(
+            lengths[1],
+            cfg.base_ejection * 2,
+            "the second ejection lasts twice as long"
+        );
+        assert_eq!(
+            lengths[11],
+            cfg.base_ejection * MAX_EJECTION_FACTOR as u32,
+            "the growth is capped"
+        );
+    }
+
+    #[test]
+    fn probes_passing_end_an_ejection_early() {
+        let table = pool(2);
+        let cfg = crate::health::tests::resilience();
+        let bad = &table.instances()[0];
+        fail(bad, 5);
+        consider(&table, bad, &cfg, clock::now_ns());
+        probed(bad, true, 2);
+        assert!(bad.state.health.is_ejected(), "one pass is not enough");
+        probed(bad, true, 2);
+        assert!(
+            !bad.state.health.is_ejected(),
+            "healthy_threshold passes restore it"
+        );
+    }
+}

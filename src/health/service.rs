@@ -20,19 +20,23 @@ pub struct ServiceHealth {
 }
 
 /// A request admitted to a service; leaves the in-flight count when dropped.
+///
+/// Services without a cap do not count, so their requests share no counter.
 #[derive(Debug)]
 pub struct Admission {
-    service: Arc<Service>,
+    counted: Option<Arc<Service>>,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.service.health.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Some(service) = self.counted.take() {
+            service.health.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
 impl ServiceHealth {
-    /// Requests of the service in flight or waiting now.
+    /// Requests of the service in flight or waiting now; 0 when it has no `max_in_flight`.
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Acquire)
     }
@@ -41,14 +45,14 @@ impl ServiceHealth {
 /// Admits a request unless the service is at `max_in_flight` (0 is unlimited).
 pub fn admit(service: &Arc<Service>) -> Option<Admission> {
     let cap = service.config.resilience.max_in_flight;
+    if cap == 0 {
+        return Some(Admission { counted: None });
+    }
     let before = service.health.in_flight.fetch_add(1, Ordering::AcqRel);
     let admission = Admission {
-        service: Arc::clone(service),
+        counted: Some(Arc::clone(service)),
     };
-    if cap != 0 && before >= cap {
-        return None;
-    }
-    Some(admission)
+    (before < cap).then_some(admission)
 }
 
 /// Asks an instance's breaker to let one request through, reporting a transition.

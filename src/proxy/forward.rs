@@ -90,7 +90,9 @@ impl Proxy {
         self.check_body_size(&req)?;
         let admission =
             health::service::admit(service).ok_or_else(|| overloaded(service, "max_in_flight"))?;
-        service.health.budget.deposit(clock::now_ns());
+        if service.config.balancer.max_retries > 0 {
+            service.health.budget.deposit(clock::now_ns());
+        }
 
         let key = RequestKey {
             client_ip: downstream.addr.ip(),
