@@ -17,6 +17,7 @@ use futures_util::future::join_all;
 use rand::Rng;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tracing::debug;
 
 use super::outlier;
 use super::probe::{ProbeFailure, Prober};
@@ -111,7 +112,10 @@ fn apply(
     outlier::probed(instance, result.is_ok(), cfg.healthy_threshold);
     let reason = match &result {
         Ok(()) => "probes_passed".to_owned(),
-        Err(failure) => failure.reason(),
+        Err(failure) => {
+            debug!(service = %instance.service(), instance = %instance.id(), reason = %failure, "probe failed");
+            failure.reason()
+        }
     };
     if let Some(transition) = state.record(result.is_ok()) {
         instance

@@ -148,6 +148,9 @@ impl Proxy {
                 .next()
                 .expect("a streamed body is never retried, so every try has a body");
             let req = upstream_request(head, try_body, &instance)?;
+            // TODO: retries get their own `retry_timeout` rather than what is left of
+            // the request's deadline, so a request may take up to `request` plus
+            // `max_retries` times `retry_timeout`; an overall deadline would bound it.
             let timeout = if tried.len() == 1 {
                 self.timeouts.request
             } else {

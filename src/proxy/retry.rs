@@ -40,6 +40,10 @@ pub(super) enum Failure {
 }
 
 /// The body of a request, as the tries need it.
+// TODO: a streamed body is moved into its first try, so even a connect failure
+// (request never sent) cannot be retried; the pooled client does not hand the
+// request back on a connect error. A client that connects before taking the
+// body would allow it.
 #[derive(Debug)]
 pub(super) enum TryBody {
     /// Held in memory; every try sends a copy (a reference count, not the bytes).
