@@ -18,7 +18,7 @@ use tracing::debug;
 use super::body::{RequestBody, ResponseBody};
 use super::error::{BoxError, ProxyError};
 use super::headers;
-use super::retry::{self, Failure, Tried, TryBody};
+use super::retry::{self, failure_of, may_retry, Failure, Tried, TryBody};
 use super::router::Router;
 use super::upstream::UpstreamClient;
 use crate::balance::{FinishObserver, InFlight, Instance, InstanceTable, Outcome, RequestKey};
@@ -334,35 +334,6 @@ fn overloaded(service: &Service, reason: &'static str) -> ProxyError {
     ProxyError::Overloaded {
         service: service.name.clone(),
         reason,
-    }
-}
-
-/// Whether a failed try may be retried: safe for its method, and within the budget.
-fn may_retry(service: &Service, idempotent: bool, failure: Failure) -> bool {
-    let safe = match failure {
-        Failure::NotSent => true,
-        Failure::Sent => idempotent,
-        Failure::Fatal => false,
-    };
-    if !safe {
-        return false;
-    }
-    let granted = service
-        .health
-        .budget
-        .withdraw(clock::now_ns(), &service.config.resilience);
-    let result = if granted { "sent" } else { "budget_exhausted" };
-    metrics::counter!(names::RETRIES_TOTAL, "service" => service.name.to_string(), "result" => result)
-        .increment(1);
-    granted
-}
-
-/// How far a failed try got; the one place that reads a client error's kind.
-fn failure_of(error: &ProxyError) -> Failure {
-    match error {
-        ProxyError::Connect { .. } => Failure::NotSent,
-        ProxyError::Timeout { .. } | ProxyError::Upstream { .. } => Failure::Sent,
-        _ => Failure::Fatal,
     }
 }
 

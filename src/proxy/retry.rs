@@ -15,7 +15,10 @@ use hyper::body::Incoming;
 use super::body::RequestBody;
 use super::error::ProxyError;
 use crate::balance::Instance;
+use crate::clock;
 use crate::config::ServiceConfig;
+use crate::registry::Service;
+use crate::telemetry::names;
 
 /// Tries of one request at most: the first plus `max_retries` (validated ≤ 10).
 pub(super) const MAX_TRIES: usize = 11;
@@ -37,6 +40,35 @@ pub(super) enum Failure {
     Sent,
     /// Not the instance's failure (the client's body); never retried.
     Fatal,
+}
+
+/// Whether a failed try may be retried: safe for its method, and within the budget.
+pub(super) fn may_retry(service: &Service, idempotent: bool, failure: Failure) -> bool {
+    let safe = match failure {
+        Failure::NotSent => true,
+        Failure::Sent => idempotent,
+        Failure::Fatal => false,
+    };
+    if !safe {
+        return false;
+    }
+    let granted = service
+        .health
+        .budget
+        .withdraw(clock::now_ns(), &service.config.resilience);
+    let result = if granted { "sent" } else { "budget_exhausted" };
+    metrics::counter!(names::RETRIES_TOTAL, "service" => service.name.to_string(), "result" => result)
+        .increment(1);
+    granted
+}
+
+/// How far a failed try got; the one place that reads a client error's kind.
+pub(super) fn failure_of(error: &ProxyError) -> Failure {
+    match error {
+        ProxyError::Connect { .. } => Failure::NotSent,
+        ProxyError::Timeout { .. } | ProxyError::Upstream { .. } => Failure::Sent,
+        _ => Failure::Fatal,
+    }
 }
 
 /// The body of a request, as the tries need it.
