@@ -221,9 +221,10 @@ impl Instance {
 
     fn finish(&self, latency: Duration, outcome: Outcome, status: u16) {
         let s = &self.state;
-        let in_flight = s.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
+        // SeqCst pairs with the drain's flag store and count load: one side sees the other.
+        let in_flight = s.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
         s.health
-            .request_finished(in_flight, s.draining.load(Ordering::Acquire));
+            .request_finished(in_flight, s.draining.load(Ordering::SeqCst));
         if outcome == Outcome::Cancelled {
             return;
         }

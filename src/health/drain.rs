@@ -27,7 +27,7 @@ pub async fn drain(instance: &Instance, timeout: Duration) -> bool {
 
 /// Marks `instance` draining at once, without waiting; returns whether it was not already.
 pub fn begin(instance: &Instance) -> bool {
-    let started = !instance.state.draining.swap(true, Ordering::AcqRel);
+    let started = !instance.state.draining.swap(true, Ordering::SeqCst);
     if started {
         report::drain(instance, "draining", instance.in_flight());
     }
@@ -49,7 +49,9 @@ async fn until_idle(instance: &Instance) {
         tokio::pin!(notified);
         // Registered before the check, so a wake-up between the check and the await is kept.
         notified.as_mut().enable();
-        if instance.in_flight() == 0 {
+        // SeqCst pairs with the guard's decrement and flag load, so a last request
+        // finishing now either is seen here or sees the flag and wakes us.
+        if instance.state.in_flight.load(Ordering::SeqCst) == 0 {
             return;
         }
         notified.await;
