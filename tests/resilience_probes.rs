@@ -106,3 +106,25 @@ async fn a_new_instance_joins_only_after_passing_its_probes() {
         "the error says why: {error}"
     );
 }
+
+#[tokio::test]
+async fn instance_added_unhealthy_takes_traffic_only_after_its_probes_pass() {
+    let first = support::named_origin().await;
+    let late = support::named_origin().await;
+    let tidegate = support::start(support::config_for(&[&first], FAST_PROBES)).await;
+    let service = &tidegate.registry.services()[0];
+    let added = Instance::from_addr(service.name.clone(), late.addr, 1);
+    added.state.healthy.store(false, Ordering::SeqCst);
+    service.table.add(added.clone());
+
+    let (_, _, body) = support::get(tidegate.proxy_addr(), "/").await;
+    assert_eq!(
+        body,
+        format!("origin {}", first.addr.port()),
+        "not yet probed, not picked"
+    );
+    assert!(
+        faults::eventually(Duration::from_secs(10), || added.is_eligible()).await,
+        "healthy_threshold passed probes let the new instance in"
+    );
+}
