@@ -138,6 +138,9 @@ impl Proxy {
             };
             tried.push(&instance);
             let last_try = tried.len() >= max_tries || !body.replayable();
+            // TODO: a try that may be followed by another sends a copy of the head (one
+            // header map allocation); measure whether keeping it only while the retry
+            // budget has room is worth the extra check.
             let head = match (last_try, parts.as_ref()) {
                 (false, Some(p)) => p.clone(),
                 _ => parts
