@@ -21,4 +21,5 @@ pub mod demo;
 pub mod ids;
 pub mod proxy;
 pub mod registry;
+pub mod store;
 pub mod telemetry;

@@ -12,6 +12,14 @@ pub const UPSTREAM_ERRORS_TOTAL: &str = "tidegate_upstream_errors_total";
 pub const LOCAL_RESPONSES_TOTAL: &str = "tidegate_local_responses_total";
 /// Client connections open now.
 pub const CONNECTIONS_OPEN: &str = "tidegate_connections_open";
+/// Samples dropped from the full store queue (the oldest go first).
+pub const STORE_SAMPLES_DROPPED_TOTAL: &str = "tidegate_store_samples_dropped_total";
+/// Samples written to the database.
+pub const STORE_SAMPLES_WRITTEN_TOTAL: &str = "tidegate_store_samples_written_total";
+/// Samples waiting in the store queue.
+pub const STORE_SAMPLE_QUEUE_DEPTH: &str = "tidegate_store_sample_queue_depth";
+/// Failed attempts to write a batch of samples (each is retried).
+pub const STORE_WRITE_FAILURES_TOTAL: &str = "tidegate_store_write_failures_total";
 
 /// Registers descriptions and units with the recorder.
 pub fn describe() {
@@ -36,4 +44,24 @@ pub fn describe() {
         "Requests answered by tidegate itself (no route, no instance, limits)"
     );
     describe_gauge!(CONNECTIONS_OPEN, Unit::Count, "Client connections open now");
+    describe_counter!(
+        STORE_SAMPLES_DROPPED_TOTAL,
+        Unit::Count,
+        "Samples dropped because the store queue was full"
+    );
+    describe_counter!(
+        STORE_SAMPLES_WRITTEN_TOTAL,
+        Unit::Count,
+        "Samples written to the database"
+    );
+    describe_gauge!(
+        STORE_SAMPLE_QUEUE_DEPTH,
+        Unit::Count,
+        "Samples waiting in the store queue"
+    );
+    describe_counter!(
+        STORE_WRITE_FAILURES_TOTAL,
+        Unit::Count,
+        "Failed attempts to write a batch of samples; each is retried"
+    );
 }
