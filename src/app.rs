@@ -17,6 +17,7 @@ use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::proxy::{server, upstream, Proxy, ProxyServer, Router};
 use crate::registry::Registry;
+use crate::store::{StoreError, StoreHandle};
 use crate::telemetry;
 
 /// Why tidegate could not start.
@@ -30,6 +31,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The store's database URL cannot be used.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// A started tidegate.
@@ -40,6 +44,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The running services.
     pub registry: Arc<Registry>,
+    /// The database and the sample queue; ready in the background.
+    pub store: StoreHandle,
     shutdown: watch::Sender<bool>,
     proxy_task: JoinHandle<bool>,
     admin_task: JoinHandle<()>,
@@ -74,6 +80,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     ));
     let server = ProxyServer::new(listeners, proxy, &config.limits, &config.timeouts);
     let proxy_addrs = server.local_addrs();
+    let store = StoreHandle::start(&config)?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let grace = config.proxy.shutdown_grace;
@@ -103,6 +110,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         proxy_addrs,
         admin_addr,
         registry,
+        store,
         shutdown,
         proxy_task,
         admin_task,
@@ -121,6 +129,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let drained = self.proxy_task.await.unwrap_or(false);
         let _ = self.admin_task.await;
+        self.store.shutdown().await;
         info!(drained, "tidegate stopped");
         drained
     }
