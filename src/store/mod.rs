@@ -40,6 +40,7 @@ use sqlx::sqlite::{
 };
 
 pub use run::StoreHandle;
+pub use samples::BatchOutcome;
 pub use types::{
     EventType, Forecast, ForecastType, Sample, ScalingEvent, StoredBalancer, StoredPolicy,
     StoredQuota, TriggerMetric, Window,
