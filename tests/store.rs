@@ -534,3 +534,72 @@ async fn the_forecast_function_fits_growth_from_history() {
         );
     }
 }
+
+fn served_config(database_url: &str, migrate_on_start: bool) -> Config {
+    let text = format!(
+        r#"
+        [proxy]
+        listen = ["127.0.0.1:0"]
+        [admin]
+        listen = "127.0.0.1:0"
+        [store]
+        database_url = "{database_url}"
+        migrate_on_start = {migrate_on_start}
+        [services.api]
+        routes = [{{ path_prefix = "/" }}]
+        instances = [{{ address = "127.0.0.1:9" }}]
+        [services.api.scaling]
+        max_instances = 6
+        "#
+    );
+    Config::parse(&text, std::path::Path::new(".")).unwrap()
+}
+
+#[tokio::test]
+async fn serve_migrates_and_seeds_the_store_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![format!("sqlite://{}/served.db", dir.path().display())];
+    if let Some(pg) = support::pg::server() {
+        urls.push(pg.fresh_database().await);
+    }
+    for url in urls {
+        let running = support::start(served_config(&url, true)).await;
+        running.store.ready().await;
+        let policy = running
+            .store
+            .store
+            .policy(&ServiceName::new("api"))
+            .await
+            .unwrap();
+        assert_eq!(
+            policy.unwrap().policy.max_instances,
+            6,
+            "{url}: the config is seeded"
+        );
+        running.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn tidegate_serves_while_its_database_is_unreachable() {
+    // Port 9 on loopback (discard) has no PostgreSQL behind it.
+    let config = served_config("postgres://tidegate@127.0.0.1:9/tidegate", true);
+    let running = support::start(config).await;
+    let (status, _, _) = support::get(running.admin_addr, "/health").await;
+    assert!(
+        status.is_success(),
+        "the admin endpoints answer without a database"
+    );
+    assert!(
+        !running.store.is_ready(),
+        "the store is not ready without its database"
+    );
+    assert!(
+        running
+            .store
+            .samples
+            .try_push(sample("api", "a", 1, 1.0, 1)),
+        "samples queue while the database is down"
+    );
+    running.shutdown().await;
+}
