@@ -29,10 +29,10 @@ fn samples(n: usize) -> Vec<Sample> {
                 ServiceName::new("bench"),
                 InstanceId::new(format!("10.0.{}.{}:8080", i % 7, i % 251)),
             );
-            s.cpu_usage_percent = (i % 100) as f64;
-            s.memory_usage_percent = (i % 90) as f64;
+            s.cpu_usage_percent = Some((i % 100) as f64);
+            s.memory_usage_percent = Some((i % 90) as f64);
             s.request_count = (i % 1000) as u32;
-            s.response_time_p95_ms = 12.5;
+            s.response_time_p95_ms = Some(12.5);
             s
         })
         .collect()

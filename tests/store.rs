@@ -79,9 +79,9 @@ fn at(minute: u32) -> DateTime<Utc> {
 
 fn sample(service: &str, instance: &str, minute: u32, cpu: f64, requests: u32) -> Sample {
     let mut s = Sample::new(ServiceName::new(service), InstanceId::new(instance));
-    s.cpu_usage_percent = cpu;
-    s.memory_usage_percent = cpu / 2.0;
-    s.response_time_p95_ms = 100.0;
+    s.cpu_usage_percent = Some(cpu);
+    s.memory_usage_percent = Some(cpu / 2.0);
+    s.response_time_p95_ms = Some(100.0);
     s.request_count = requests;
     s.recorded_at = at(minute);
     s
@@ -203,6 +203,40 @@ async fn batches_are_aggregated_over_a_window() {
             empty.avg_cpu_percent,
             None,
             "{}: no samples is no data, not zero load",
+            db.label()
+        );
+    }
+}
+
+#[tokio::test]
+async fn samples_read_back_as_written_and_unmeasured_values_stay_null() {
+    for db in migrated().await {
+        let mut measured = sample("api", "a", 1, 60.0, 7);
+        measured.disk_usage_percent = Some(12.25);
+        measured.network_io_mbps = Some(3.5);
+        measured.active_connections = 4;
+        measured.queue_depth = 2;
+        measured.error_rate_percent = 1.5;
+        let unmeasured = Sample::new(ServiceName::new("api"), InstanceId::new("b"));
+        let unmeasured = Sample {
+            recorded_at: at(2),
+            ..unmeasured
+        };
+        let batch = vec![measured, unmeasured];
+        db.store
+            .insert_sample_batch("round-trip", &batch)
+            .await
+            .unwrap();
+
+        let api = ServiceName::new("api");
+        let read = db.store.samples_since(&api, at(0)).await.unwrap();
+        assert_eq!(read, batch, "{}: every column reads back", db.label());
+        let w = db.store.window(&api, at(0), at(10)).await.unwrap();
+        assert_eq!(w.samples, 2);
+        assert_eq!(
+            w.avg_cpu_percent,
+            Some(60.0),
+            "{}: an instance without a CPU measure does not count as idle",
             db.label()
         );
     }
@@ -499,7 +533,7 @@ async fn the_forecast_function_fits_growth_from_history() {
                 s.recorded_at =
                     today - chrono::Duration::days(days_ago) - chrono::Duration::minutes(10 - n);
                 s.request_count = 60 * (10 + 9 - days_ago as u32);
-                s.cpu_usage_percent = 30.0 + 2.0 * (9 - days_ago) as f64;
+                s.cpu_usage_percent = Some(30.0 + 2.0 * (9 - days_ago) as f64);
                 batch.push(s);
             }
         }

@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, Row as _};
 
 use super::codec::{self, Ts};
 use super::{Sample, Store, StoreError, Window};
-use crate::ids::ServiceName;
+use crate::ids::{InstanceId, ServiceName};
 
 /// Rows per INSERT statement: 12 parameters a row stays well under SQLite's
 /// 32,766 and PostgreSQL's 65,535 bind parameters.
@@ -68,7 +68,7 @@ impl InsertRows for PgConnection {
     /// One INSERT ... SELECT FROM UNNEST of twelve arrays: one prepared
     /// statement whatever the batch size, and no bind-parameter limit.
     async fn insert_rows(&mut self, samples: &[Sample]) -> Result<(), sqlx::Error> {
-        let column = |f: fn(&Sample) -> f64| samples.iter().map(f).collect::<Vec<f64>>();
+        let column = |f: fn(&Sample) -> Option<f64>| samples.iter().map(f).collect::<Vec<_>>();
         let count = |f: fn(&Sample) -> u32| {
             samples
                 .iter()
@@ -96,13 +96,26 @@ impl InsertRows for PgConnection {
             .bind(count(|s| s.active_connections))
             .bind(count(|s| s.queue_depth))
             .bind(column(|s| s.response_time_p95_ms))
-            .bind(column(|s| s.error_rate_percent))
+            .bind(column(|s| Some(s.error_rate_percent)))
             .bind(samples.iter().map(|s| s.recorded_at).collect::<Vec<_>>())
             .execute(&mut *self)
             .await
             .map(drop)
     }
 }
+
+const SELECT_SAMPLES: &str = "SELECT service_name, instance_id, \
+    CAST(cpu_usage_percent AS DOUBLE PRECISION) AS cpu_usage_percent, \
+    CAST(memory_usage_percent AS DOUBLE PRECISION) AS memory_usage_percent, \
+    CAST(disk_usage_percent AS DOUBLE PRECISION) AS disk_usage_percent, \
+    CAST(network_io_mbps AS DOUBLE PRECISION) AS network_io_mbps, \
+    COALESCE(request_count, 0) AS request_count, \
+    COALESCE(active_connections, 0) AS active_connections, \
+    COALESCE(queue_depth, 0) AS queue_depth, \
+    CAST(response_time_p95_ms AS DOUBLE PRECISION) AS response_time_p95_ms, \
+    CAST(COALESCE(error_rate_percent, 0.0) AS DOUBLE PRECISION) AS error_rate_percent, \
+    recorded_at FROM service_capacity_metrics \
+    WHERE service_name = $1 AND recorded_at > $2 ORDER BY recorded_at, id";
 
 /// What became of a batch handed to [`Store::insert_sample_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +232,39 @@ impl Store {
             .map_err(StoreError::query("aggregate samples"))?
         });
         Ok(window)
+    }
+
+    /// A service's samples recorded after `since`, oldest first.
+    pub async fn samples_since(
+        &self,
+        service: &ServiceName,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Sample>, StoreError> {
+        let rows = on_pool!(self, pool => {
+            let rows = sqlx::query(SELECT_SAMPLES)
+                .bind(service.as_str())
+                .bind(Ts(since))
+                .fetch_all(pool)
+                .await;
+            rows.and_then(|rows| rows.iter().map(|row| Ok(Sample {
+                service: ServiceName::new(row.try_get::<String, _>("service_name")?),
+                instance: InstanceId::new(row.try_get::<String, _>("instance_id")?),
+                cpu_usage_percent: row.try_get("cpu_usage_percent")?,
+                memory_usage_percent: row.try_get("memory_usage_percent")?,
+                disk_usage_percent: row.try_get("disk_usage_percent")?,
+                network_io_mbps: row.try_get("network_io_mbps")?,
+                request_count: codec::count("request_count", row.try_get("request_count")?)?,
+                active_connections: codec::count(
+                    "active_connections",
+                    row.try_get("active_connections")?,
+                )?,
+                queue_depth: codec::count("queue_depth", row.try_get("queue_depth")?)?,
+                response_time_p95_ms: row.try_get("response_time_p95_ms")?,
+                error_rate_percent: row.try_get("error_rate_percent")?,
+                recorded_at: row.try_get::<Ts, _>("recorded_at")?.0,
+            })).collect::<Result<Vec<_>, sqlx::Error>>())
+        });
+        rows.map_err(StoreError::query("read samples"))
     }
 
     /// Deletes up to `limit` rows of `table` older than `before`; returns how many went.

@@ -18,22 +18,23 @@ pub struct Sample {
     pub service: ServiceName,
     /// The instance.
     pub instance: InstanceId,
-    /// CPU used, percent of one core's worth of the instance's share.
-    pub cpu_usage_percent: f64,
-    /// Memory used, percent of the instance's limit.
-    pub memory_usage_percent: f64,
-    /// Disk used, percent.
-    pub disk_usage_percent: f64,
-    /// Network traffic, Mbit/s.
-    pub network_io_mbps: f64,
+    /// CPU used, percent; `None` (stored as NULL) when not measured, so that
+    /// averages skip it instead of reading it as idle.
+    pub cpu_usage_percent: Option<f64>,
+    /// Memory used, percent of the instance's limit; `None` when not measured.
+    pub memory_usage_percent: Option<f64>,
+    /// Disk used, percent; `None` when not measured.
+    pub disk_usage_percent: Option<f64>,
+    /// Network traffic, Mbit/s; `None` when not measured.
+    pub network_io_mbps: Option<f64>,
     /// Requests finished during the interval.
     pub request_count: u32,
     /// Requests in flight when the sample was taken.
     pub active_connections: u32,
     /// Requests waiting for admission when the sample was taken.
     pub queue_depth: u32,
-    /// 95th percentile latency over the interval, milliseconds.
-    pub response_time_p95_ms: f64,
+    /// 95th percentile latency over the interval, milliseconds; `None` without requests.
+    pub response_time_p95_ms: Option<f64>,
     /// Share of the interval's requests that failed, percent.
     pub error_rate_percent: f64,
     /// When the interval ended.
@@ -41,19 +42,19 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// A sample of zeros for an instance, recorded now; callers fill in what they measured.
+    /// A sample with nothing measured yet, recorded now; callers fill in what they measured.
     pub fn new(service: ServiceName, instance: InstanceId) -> Self {
         Self {
             service,
             instance,
-            cpu_usage_percent: 0.0,
-            memory_usage_percent: 0.0,
-            disk_usage_percent: 0.0,
-            network_io_mbps: 0.0,
+            cpu_usage_percent: None,
+            memory_usage_percent: None,
+            disk_usage_percent: None,
+            network_io_mbps: None,
             request_count: 0,
             active_connections: 0,
             queue_depth: 0,
-            response_time_p95_ms: 0.0,
+            response_time_p95_ms: None,
             error_rate_percent: 0.0,
             recorded_at: Utc::now(),
         }
