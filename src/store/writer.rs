@@ -234,6 +234,18 @@ pub async fn run(
     writer.flush().await;
 }
 
+/// The wait after `failures` failed attempts in a row: doubling from
+/// `backoff_min` up to `backoff_max`, less up to a fifth (`jitter` in 0..1) so
+/// that peers restarted together spread out.
+fn backoff_delay(options: &WriterOptions, failures: u32, jitter: f64) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let base = options
+        .backoff_min
+        .saturating_mul(1 << exp)
+        .min(options.backoff_max);
+    base.mul_f64(1.0 - jitter.clamp(0.0, 1.0) * 0.2)
+}
+
 /// Shutdown was asked for while the writer waited to retry.
 struct Stopped;
 
@@ -314,17 +326,9 @@ impl Writer {
         }
     }
 
-    /// The wait before the next retry: doubling from `backoff_min` up to
-    /// `backoff_max`, with up to a fifth of jitter so restarted peers spread out.
     fn backoff(&self) -> Duration {
         let failures = self.outage.as_ref().map_or(1, |o| o.failures);
-        let exp = failures.saturating_sub(1).min(16);
-        let base = self
-            .options
-            .backoff_min
-            .saturating_mul(1 << exp)
-            .min(self.options.backoff_max);
-        base.mul_f64(1.0 - rand::random::<f64>() * 0.2)
+        backoff_delay(&self.options, failures, rand::random::<f64>())
     }
 
     /// One bounded last attempt to write what is queued.
@@ -373,6 +377,27 @@ mod tests {
             kept,
             vec![2, 3, 4],
             "the oldest samples are the ones dropped"
+        );
+    }
+
+    #[test]
+    fn retries_back_off_by_doubling_up_to_the_maximum() {
+        let options = WriterOptions {
+            queue_capacity: 10,
+            batch_size: 10,
+            interval: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+            flush_timeout: Duration::from_secs(1),
+        };
+        let waits: Vec<u128> = (1..=6)
+            .map(|n| backoff_delay(&options, n, 0.0).as_millis())
+            .collect();
+        assert_eq!(waits, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(
+            backoff_delay(&options, 1, 1.0).as_millis(),
+            80,
+            "jitter takes off at most a fifth"
         );
     }
 
