@@ -637,3 +637,31 @@ async fn tidegate_serves_while_its_database_is_unreachable() {
     );
     running.shutdown().await;
 }
+
+#[test]
+fn the_migrate_command_applies_reverts_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tidegate.toml");
+    std::fs::write(&config, "[store]\ndatabase_url = \"sqlite://cli.db\"\n").unwrap();
+    let migrate = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+            .arg("migrate")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "migrate {args:?}: {:?}", out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(migrate(&["status"]), "0001_schema pending\n");
+    assert_eq!(migrate(&["up"]), "applied 0001\n");
+    assert_eq!(migrate(&["status"]), "0001_schema applied\n");
+    assert!(
+        dir.path().join("cli.db").exists(),
+        "the SQLite file is created next to the config"
+    );
+    assert_eq!(migrate(&["down"]), "reverted 0001\n");
+    assert_eq!(migrate(&["down", "--all"]), "nothing reverted\n");
+    assert_eq!(migrate(&["up"]), "applied 0001\n");
+}
