@@ -103,7 +103,11 @@ async fn bootstrap(
     let mut wait = Duration::from_millis(250);
     let mut failures = 0u32;
     loop {
-        match prepare(&store, &config).await {
+        let attempt = tokio::select! {
+            result = prepare(&store, &config) => result,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        match attempt {
             Ok(()) => {
                 info!(database = %database, "store ready");
                 let _ = ready.send(true);
