@@ -4,6 +4,10 @@
 //! Nothing here waits on the database before returning, so tidegate serves
 //! while the database is slow or down: the bootstrap retries with backoff
 //! (warned once), and the writer keeps samples queued meanwhile.
+//!
+//! TODO: an operator's edit to `load_balancer_config` is stored and read back
+//! but not applied to the running balancers, which have no reload path yet;
+//! policies and quotas are read by the scaler at every evaluation.
 
 use std::time::Duration;
 
