@@ -73,9 +73,17 @@ async fn samples_written_during_an_outage_arrive_exactly_once() {
     wait_for_count(&store, all, |n| n > 0).await;
     tokio::task::spawn_blocking(|| pg.stop()).await.unwrap();
     push(3_000..SAMPLES);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while queue.write_failures() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the writer meets the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
-        !queue.is_empty(),
-        "with the server down, samples wait in the queue"
+        queue.written() < u64::from(SAMPLES),
+        "the outage began before every sample was written"
     );
     tokio::task::spawn_blocking(|| pg.start()).await.unwrap();
 

@@ -75,6 +75,8 @@ struct QueueInner {
     batch_ready: Notify,
     dropped: AtomicU64,
     overflow_warned: AtomicBool,
+    written: AtomicU64,
+    write_failures: AtomicU64,
 }
 
 impl std::fmt::Debug for SampleQueue {
@@ -98,6 +100,8 @@ impl SampleQueue {
                 batch_ready: Notify::new(),
                 dropped: AtomicU64::new(0),
                 overflow_warned: AtomicBool::new(false),
+                written: AtomicU64::new(0),
+                write_failures: AtomicU64::new(0),
             }),
         }
     }
@@ -157,6 +161,16 @@ impl SampleQueue {
     /// Samples dropped since the queue was made.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Samples the writer has committed to the database.
+    pub fn written(&self) -> u64 {
+        self.inner.written.load(Ordering::Relaxed)
+    }
+
+    /// Batch writes that failed and were retried.
+    pub fn write_failures(&self) -> u64 {
+        self.inner.write_failures.load(Ordering::Relaxed)
     }
 
     /// Removes up to `max` of the oldest samples.
@@ -288,6 +302,8 @@ impl Writer {
             .await
         {
             Ok(outcome) => {
+                let rows = batch.samples.len() as u64;
+                self.queue.inner.written.fetch_add(rows, Ordering::Relaxed);
                 counter!(names::STORE_SAMPLES_WRITTEN_TOTAL).increment(batch.samples.len() as u64);
                 debug!(rows = batch.samples.len(), ?outcome, "samples written");
                 if let Some(outage) = self.outage.take() {
@@ -302,6 +318,10 @@ impl Writer {
                 true
             }
             Err(e) => {
+                self.queue
+                    .inner
+                    .write_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 counter!(names::STORE_WRITE_FAILURES_TOTAL).increment(1);
                 match &mut self.outage {
                     Some(outage) => {
