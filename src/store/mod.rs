@@ -23,6 +23,7 @@ macro_rules! on_pool {
 mod codec;
 mod history;
 pub mod migrate;
+mod queue;
 pub mod retention;
 pub mod run;
 mod samples;
