@@ -110,14 +110,28 @@ impl Store {
     /// Every known migration and whether it is applied, in order.
     pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
         let applied = self.applied_versions().await?;
-        Ok(embedded(self.backend())
+        let known = embedded(self.backend());
+        let mut status: Vec<MigrationStatus> = known
             .iter()
             .map(|m| MigrationStatus {
                 version: m.version,
                 description: m.description.to_owned(),
                 applied: applied.contains(&m.version),
             })
-            .collect())
+            .collect();
+        // Applied by a newer tidegate: listed so that a downgrade is visible.
+        status.extend(
+            applied
+                .iter()
+                .filter(|v| !known.iter().any(|m| m.version == **v))
+                .map(|&version| MigrationStatus {
+                    version,
+                    description: "unknown to this binary".to_owned(),
+                    applied: true,
+                }),
+        );
+        status.sort_by_key(|m| m.version);
+        Ok(status)
     }
 
     /// Versions recorded as applied, in ascending order.
