@@ -3,6 +3,8 @@
 //! Two measures per backend: `insert_sample_batch` called back to back at
 //! several batch sizes (the database's share), and the whole path from
 //! `SampleQueue::try_push` through the writer task (what the recorder sees).
+//! On PostgreSQL the UNNEST insert is also compared, round by round, with the
+//! multi-row VALUES insert it replaced.
 //! PostgreSQL is `DATABASE_URL`'s server or a private cluster, as in the
 //! tests. Prints a table; run with `cargo bench --bench store`.
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tidegate::ids::{InstanceId, ServiceName};
 use tidegate::store::writer::{self, SampleQueue, WriterOptions};
-use tidegate::store::{Sample, Store};
+use tidegate::store::{Backend, Pool, Sample, Store};
 
 /// Samples written per measurement.
 const SAMPLES: usize = 50_000;
@@ -49,6 +51,43 @@ async fn direct(store: &Store, batch: usize, round: usize) -> f64 {
     for (i, chunk) in all.chunks(batch).enumerate() {
         let key = format!("direct-{batch}-{round}-{i}");
         store.insert_sample_batch(&key, chunk).await.unwrap();
+    }
+    SAMPLES as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The multi-row `VALUES` insert the PostgreSQL store used before UNNEST,
+/// kept here to compare the two in the same run.
+async fn multi_row_values(store: &Store, batch: usize) -> f64 {
+    use sqlx::QueryBuilder;
+    let Pool::Postgres(pool) = store.pool() else {
+        unreachable!("compared on PostgreSQL only")
+    };
+    let all = samples(SAMPLES);
+    let started = Instant::now();
+    for chunk in all.chunks(batch) {
+        let mut tx = pool.begin().await.unwrap();
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO service_capacity_metrics (service_name, instance_id, \
+             cpu_usage_percent, memory_usage_percent, disk_usage_percent, network_io_mbps, \
+             request_count, active_connections, queue_depth, response_time_p95_ms, \
+             error_rate_percent, recorded_at) ",
+        );
+        insert.push_values(chunk, |mut row, s| {
+            row.push_bind(s.service.as_str())
+                .push_bind(s.instance.as_str())
+                .push_bind(s.cpu_usage_percent)
+                .push_bind(s.memory_usage_percent)
+                .push_bind(s.disk_usage_percent)
+                .push_bind(s.network_io_mbps)
+                .push_bind(s.request_count as i32)
+                .push_bind(s.active_connections as i32)
+                .push_bind(s.queue_depth as i32)
+                .push_bind(s.response_time_p95_ms)
+                .push_bind(s.error_rate_percent)
+                .push_bind(s.recorded_at);
+        });
+        insert.build().execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
     }
     SAMPLES as f64 / started.elapsed().as_secs_f64()
 }
@@ -95,6 +134,23 @@ async fn measure(label: &str, store: &Store) {
         rates.push(through_writer(store, 500).await);
     }
     println!("| {label} | queue + writer | 500 | {:.0} |", median(rates));
+    if store.backend() == Backend::Postgres {
+        for batch in [100, 500, 2000] {
+            let (mut unnest, mut values) = (Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                unnest.push(direct(store, batch, ROUNDS + round).await);
+                values.push(multi_row_values(store, batch).await);
+            }
+            println!(
+                "| {label} | UNNEST, interleaved | {batch} | {:.0} |",
+                median(unnest)
+            );
+            println!(
+                "| {label} | multi-row VALUES, interleaved | {batch} | {:.0} |",
+                median(values)
+            );
+        }
+    }
 }
 
 fn main() {
