@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::health;
 use crate::proxy::{server, upstream, Proxy, ProxyServer, Router};
 use crate::registry::Registry;
+use crate::store::{StoreError, StoreHandle};
 use crate::telemetry;
 
 /// Why tidegate could not start.
@@ -31,6 +32,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The store's database URL cannot be used.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// A started tidegate.
@@ -41,6 +45,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The running services.
     pub registry: Arc<Registry>,
+    /// The database and the sample queue; ready in the background.
+    pub store: StoreHandle,
     shutdown: watch::Sender<bool>,
     proxy_task: JoinHandle<bool>,
     admin_task: JoinHandle<()>,
@@ -76,6 +82,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     ));
     let server = ProxyServer::new(listeners, proxy, &config.limits, &config.timeouts);
     let proxy_addrs = server.local_addrs();
+    let store = StoreHandle::start(&config)?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let grace = config.proxy.shutdown_grace;
@@ -106,6 +113,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         proxy_addrs,
         admin_addr,
         registry,
+        store,
         shutdown,
         proxy_task,
         admin_task,
@@ -127,6 +135,7 @@ impl Running {
         let _ = self.admin_task.await;
         let mut probers = self.probers;
         while probers.join_next().await.is_some() {}
+        self.store.shutdown().await;
         info!(drained, "tidegate stopped");
         drained
     }

@@ -22,4 +22,5 @@ pub mod health;
 pub mod ids;
 pub mod proxy;
 pub mod registry;
+pub mod store;
 pub mod telemetry;
