@@ -9,7 +9,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -17,44 +16,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
 
-use support::Origin;
+use support::{held_origin, Origin};
 
 /// Bound on every wait; reaching it fails the test.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// An origin that holds its answer to `/slow` until the test releases it; any
-/// other path (a health probe, say) is answered at once.
-struct HeldOrigin {
-    origin: Origin,
-    arrived: oneshot::Receiver<()>,
-    release: oneshot::Sender<()>,
-}
-
-async fn held_origin() -> HeldOrigin {
-    let (arrived_tx, arrived) = oneshot::channel();
-    let (release, release_rx) = oneshot::channel::<()>();
-    let slot = Arc::new(Mutex::new(Some((arrived_tx, release_rx))));
-    let origin = support::origin(move |req| {
-        let held = (req.uri().path() == "/slow")
-            .then(|| slot.lock().unwrap().take())
-            .flatten();
-        async move {
-            if let Some((arrived_tx, release_rx)) = held {
-                let _ = arrived_tx.send(());
-                let _ = release_rx.await;
-            }
-            support::text(StatusCode::OK, "finished")
-        }
-    })
-    .await;
-    HeldOrigin {
-        origin,
-        arrived,
-        release,
-    }
-}
 
 /// Waits until connecting to `addr` is refused: the listener is closed.
 async fn until_refused(addr: SocketAddr) {

@@ -217,3 +217,40 @@ where
         .http2_only(h2)
         .build_http()
 }
+
+/// An origin that holds its answer to `/slow` until the test releases it,
+/// answers `/fail` with 502 and any other path (a health probe, say) with 200.
+pub struct HeldOrigin {
+    pub origin: Origin,
+    pub arrived: tokio::sync::oneshot::Receiver<()>,
+    pub release: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn held_origin() -> HeldOrigin {
+    let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let slot = Arc::new(std::sync::Mutex::new(Some((arrived_tx, release_rx))));
+    let origin = origin(move |req| {
+        let held = (req.uri().path() == "/slow")
+            .then(|| slot.lock().unwrap().take())
+            .flatten();
+        let status = if req.uri().path() == "/fail" {
+            StatusCode::BAD_GATEWAY
+        } else {
+            StatusCode::OK
+        };
+        async move {
+            if let Some((arrived_tx, release_rx)) = held {
+                let _ = arrived_tx.send(());
+                let _ = release_rx.await;
+            }
+            text(status, "finished")
+        }
+    })
+    .await;
+    HeldOrigin {
+        origin,
+        arrived,
+        release,
+    }
+}
