@@ -153,18 +153,20 @@ fn an_unknown_key_is_an_error_naming_the_key() {
 }
 
 #[test]
-fn the_shipped_default_config_is_valid() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tidegate.toml");
+fn the_shipped_default_and_container_configs_are_valid() {
+    for file in ["config/tidegate.toml", "docker/tidegate.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
 
-    let output = check(&path);
+        let output = check(&path);
 
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        text(&output.stderr)
-    );
-    assert!(text(&output.stdout).contains("service  demo: routes */; 2 instance(s)"));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{file}: {}",
+            text(&output.stderr)
+        );
+        assert!(text(&output.stdout).contains("service  demo: routes */; 2 instance(s)"));
+    }
 }
 
 #[test]
