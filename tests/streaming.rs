@@ -226,3 +226,64 @@ async fn downloads_256_mib_streaming_with_checksum_intact() {
         "peak memory grew by {growth} bytes while 256 MiB streamed; the body was buffered"
     );
 }
+
+#[tokio::test]
+async fn a_client_leaving_mid_download_ends_the_request_without_blaming_the_instance() {
+    let origin = support::origin(|_req| async move {
+        let (tx, body) = support::channel_body(1);
+        tokio::spawn(async move {
+            let pattern = Pattern::new();
+            // Endless until the proxy drops the body: the client never gets to the end.
+            for i in 0.. {
+                if tx.send(pattern.chunk(i % CHUNKS)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        http::Response::new(body.map_err(|e| match e {}).boxed())
+    })
+    .await;
+    let tidegate = support::start(support::config_for(&[&origin], "")).await;
+    let instance = tidegate
+        .registry
+        .service("app")
+        .unwrap()
+        .table
+        .load()
+        .instances()[0]
+        .clone();
+
+    let req = Request::get(format!("http://{}/endless", tidegate.proxy_addr()))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = support::client().request(req).await.unwrap();
+    let mut body = response.into_body();
+    body.frame().await.unwrap().unwrap();
+    assert_eq!(
+        instance.in_flight(),
+        1,
+        "a download being read is in flight"
+    );
+    drop(body);
+
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while instance.in_flight() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request leaves in_flight when its client goes away"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let state = &instance.state;
+    assert_eq!(
+        state.requests.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "an abandoned download is cancelled, not a served request with a made-up latency"
+    );
+    assert_eq!(
+        state
+            .consecutive_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
