@@ -15,6 +15,7 @@ use tracing::info;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::proxy::tls::TlsTerminator;
 use crate::proxy::{server, upstream, Proxy, ProxyServer, Router};
 use crate::registry::Registry;
 use crate::telemetry;
@@ -22,6 +23,9 @@ use crate::telemetry;
 /// Why tidegate could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The TLS certificate or key of `[proxy.tls]` is unusable.
+    #[error("proxy.tls: {0}")]
+    Tls(#[from] crate::proxy::tls::TlsError),
     /// A listener address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -72,7 +76,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.timeouts,
         config.limits,
     ));
-    let server = ProxyServer::new(listeners, proxy, &config.limits, &config.timeouts);
+    let tls = match &config.proxy.tls {
+        Some(tls) => Some(TlsTerminator::new(tls, config.timeouts.idle)?),
+        None => None,
+    };
+    let server = ProxyServer::new(listeners, proxy, &config.limits, &config.timeouts, tls);
     let proxy_addrs = server.local_addrs();
 
     let (shutdown, shutdown_rx) = watch::channel(false);

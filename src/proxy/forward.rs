@@ -32,7 +32,6 @@ pub struct Proxy {
     client: UpstreamClient,
     timeouts: Timeouts,
     limits: Limits,
-    proto: &'static str,
 }
 
 /// Where a request came from.
@@ -40,6 +39,8 @@ pub struct Proxy {
 pub struct Downstream {
     /// The client's address.
     pub addr: SocketAddr,
+    /// The scheme the client used: `http` or `https`.
+    pub proto: &'static str,
 }
 
 impl Proxy {
@@ -50,7 +51,6 @@ impl Proxy {
             client,
             timeouts,
             limits,
-            proto: "http",
         }
     }
 
@@ -150,7 +150,7 @@ impl Proxy {
         headers::add_forwarded(
             headers,
             downstream.addr.ip(),
-            self.proto,
+            downstream.proto,
             parts.version,
             host.as_ref(),
         );

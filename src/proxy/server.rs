@@ -15,11 +15,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::forward::{Downstream, Proxy};
+use super::tls::TlsTerminator;
 use crate::config::{Limits, Timeouts};
 use crate::telemetry::names;
 
@@ -41,15 +43,17 @@ pub struct ProxyServer {
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     connections: Arc<Semaphore>,
+    tls: Option<TlsTerminator>,
 }
 
 impl ProxyServer {
-    /// A server over bound listeners.
+    /// A server over bound listeners, terminating TLS when `tls` is given.
     pub fn new(
         listeners: Vec<TcpListener>,
         proxy: Arc<Proxy>,
         limits: &Limits,
         timeouts: &Timeouts,
+        tls: Option<TlsTerminator>,
     ) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -69,6 +73,7 @@ impl ProxyServer {
             proxy,
             builder: Arc::new(builder),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
+            tls,
         }
     }
 
@@ -93,6 +98,7 @@ impl ProxyServer {
                 Arc::clone(&self.connections),
                 Arc::clone(&graceful),
                 shutdown.clone(),
+                self.tls.clone(),
             )));
         }
         for task in accept_loops {
@@ -129,6 +135,7 @@ async fn accept_loop(
     connections: Arc<Semaphore>,
     graceful: Arc<GracefulShutdown>,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<TlsTerminator>,
 ) {
     loop {
         let permit = tokio::select! {
@@ -153,23 +160,39 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let proxy = Arc::clone(&proxy);
         let builder = Arc::clone(&builder);
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, addr, proxy, builder, watcher).await;
+            let _ = stream.set_nodelay(true);
+            let Some(tls) = tls else {
+                let downstream = Downstream {
+                    addr,
+                    proto: "http",
+                };
+                return serve_connection(stream, downstream, proxy, builder, watcher).await;
+            };
+            if let Some(stream) = tls.handshake(stream, addr).await {
+                let downstream = Downstream {
+                    addr,
+                    proto: "https",
+                };
+                serve_connection(stream, downstream, proxy, builder, watcher).await;
+            }
         });
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    addr: SocketAddr,
+async fn serve_connection<S>(
+    stream: S,
+    downstream: Downstream,
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let addr = downstream.addr;
     metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
-    let downstream = Downstream { addr };
     let service = service_fn(move |req| {
         let proxy = Arc::clone(&proxy);
         async move { Ok::<_, Infallible>(proxy.handle(req, downstream).await) }
