@@ -10,6 +10,7 @@ pub mod body;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod idle;
 pub mod router;
 pub mod server;
 pub mod tls;

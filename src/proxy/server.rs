@@ -21,6 +21,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::forward::{Downstream, Proxy};
+use super::idle::FirstByteDeadline;
 use super::tls::TlsTerminator;
 use crate::config::{Limits, Timeouts};
 use crate::telemetry::names;
@@ -43,7 +44,16 @@ pub struct ProxyServer {
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     connections: Arc<Semaphore>,
+    handshake: Handshake,
+}
+
+/// What an accepted connection goes through before HTTP: TLS when configured,
+/// and a deadline for its first byte (`timeouts.idle`), which hyper's protocol
+/// detection does not have.
+#[derive(Debug, Clone)]
+struct Handshake {
     tls: Option<TlsTerminator>,
+    first_byte: Duration,
 }
 
 impl ProxyServer {
@@ -66,6 +76,9 @@ impl ProxyServer {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            // TODO: an idle HTTP/2 connection stays open as long as it answers
+            // these pings; hyper's HTTP/2 server has no idle timeout, so closing
+            // one needs a timer of our own around the connection.
             .keep_alive_interval(Some(timeouts.idle / 2))
             .max_concurrent_streams(1024);
         Self {
@@ -73,7 +86,10 @@ impl ProxyServer {
             proxy,
             builder: Arc::new(builder),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
-            tls,
+            handshake: Handshake {
+                tls,
+                first_byte: timeouts.idle,
+            },
         }
     }
 
@@ -98,7 +114,7 @@ impl ProxyServer {
                 Arc::clone(&self.connections),
                 Arc::clone(&graceful),
                 shutdown.clone(),
-                self.tls.clone(),
+                self.handshake.clone(),
             )));
         }
         for task in accept_loops {
@@ -135,7 +151,7 @@ async fn accept_loop(
     connections: Arc<Semaphore>,
     graceful: Arc<GracefulShutdown>,
     mut shutdown: watch::Receiver<bool>,
-    tls: Option<TlsTerminator>,
+    handshake: Handshake,
 ) {
     loop {
         let permit = tokio::select! {
@@ -160,7 +176,7 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let proxy = Arc::clone(&proxy);
         let builder = Arc::clone(&builder);
-        let tls = tls.clone();
+        let Handshake { tls, first_byte } = handshake.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
@@ -169,6 +185,7 @@ async fn accept_loop(
                     addr,
                     proto: "http",
                 };
+                let stream = FirstByteDeadline::new(stream, first_byte);
                 return serve_connection(stream, downstream, proxy, builder, watcher).await;
             };
             if let Some(stream) = tls.handshake(stream, addr).await {
@@ -176,6 +193,7 @@ async fn accept_loop(
                     addr,
                     proto: "https",
                 };
+                let stream = FirstByteDeadline::new(stream, first_byte);
                 serve_connection(stream, downstream, proxy, builder, watcher).await;
             }
         });
