@@ -194,6 +194,29 @@ async fn forwarding_headers_are_added_and_host_is_preserved() {
 }
 
 #[tokio::test]
+async fn every_forwarded_for_line_is_kept_in_the_chain() {
+    let origin = echo_origin().await;
+    let tidegate = support::start(support::config_for(&[&origin], "")).await;
+
+    let (_, _, echo) = raw_exchange(
+        tidegate.proxy_addr(),
+        "GET / HTTP/1.1\r\n\
+         Host: app.example.test\r\n\
+         X-Forwarded-For: 203.0.113.1, 198.51.100.2\r\n\
+         X-Forwarded-For: 192.0.2.3\r\n\
+         Connection: close\r\n\
+         \r\n",
+    )
+    .await;
+
+    assert_eq!(
+        seen(&echo, "x-forwarded-for"),
+        ["203.0.113.1, 198.51.100.2, 192.0.2.3, 127.0.0.1"],
+        "two header lines are one list; no hop is dropped"
+    );
+}
+
+#[tokio::test]
 async fn a_request_id_is_generated_when_absent_and_returned_to_the_client() {
     let origin = echo_origin().await;
     let tidegate = support::start(support::config_for(&[&origin], "")).await;
