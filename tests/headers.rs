@@ -65,6 +65,13 @@ async fn raw_exchange(proxy: SocketAddr, head: &str) -> (String, HeaderMap, Stri
     (status_line, headers, body.to_owned())
 }
 
+/// Sends `head` through a fresh tidegate to an echo origin.
+async fn through_proxy(head: &str) -> (String, HeaderMap, String) {
+    let origin = echo_origin().await;
+    let tidegate = support::start(support::config_for(&[&origin], "")).await;
+    raw_exchange(tidegate.proxy_addr(), head).await
+}
+
 /// The value of a header line in an echoed header list, if present.
 fn seen<'a>(echo: &'a str, name: &str) -> Vec<&'a str> {
     echo.lines()
@@ -76,11 +83,7 @@ fn seen<'a>(echo: &'a str, name: &str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn hop_by_hop_headers_are_removed_in_both_directions() {
-    let origin = echo_origin().await;
-    let tidegate = support::start(support::config_for(&[&origin], "")).await;
-
-    let (status, response_headers, echo) = raw_exchange(
-        tidegate.proxy_addr(),
+    let (status, response_headers, echo) = through_proxy(
         "GET /h HTTP/1.1\r\n\
          Host: app.example.test\r\n\
          Connection: close, X-Custom\r\n\
@@ -132,11 +135,7 @@ async fn hop_by_hop_headers_are_removed_in_both_directions() {
 
 #[tokio::test]
 async fn every_connection_header_line_names_hop_by_hop_headers() {
-    let origin = echo_origin().await;
-    let tidegate = support::start(support::config_for(&[&origin], "")).await;
-
-    let (_, _, echo) = raw_exchange(
-        tidegate.proxy_addr(),
+    let (_, _, echo) = through_proxy(
         "GET / HTTP/1.1\r\n\
          Host: app.example.test\r\n\
          Connection: keep-alive\r\n\
@@ -154,11 +153,7 @@ async fn every_connection_header_line_names_hop_by_hop_headers() {
 
 #[tokio::test]
 async fn forwarding_headers_are_added_and_host_is_preserved() {
-    let origin = echo_origin().await;
-    let tidegate = support::start(support::config_for(&[&origin], "")).await;
-
-    let (_, response_headers, echo) = raw_exchange(
-        tidegate.proxy_addr(),
+    let (_, response_headers, echo) = through_proxy(
         "GET /f HTTP/1.1\r\n\
          Host: app.example.test:8443\r\n\
          X-Forwarded-For: 198.51.100.7\r\n\
@@ -195,11 +190,7 @@ async fn forwarding_headers_are_added_and_host_is_preserved() {
 
 #[tokio::test]
 async fn every_forwarded_for_line_is_kept_in_the_chain() {
-    let origin = echo_origin().await;
-    let tidegate = support::start(support::config_for(&[&origin], "")).await;
-
-    let (_, _, echo) = raw_exchange(
-        tidegate.proxy_addr(),
+    let (_, _, echo) = through_proxy(
         "GET / HTTP/1.1\r\n\
          Host: app.example.test\r\n\
          X-Forwarded-For: 203.0.113.1, 198.51.100.2\r\n\
@@ -218,14 +209,9 @@ async fn every_forwarded_for_line_is_kept_in_the_chain() {
 
 #[tokio::test]
 async fn a_request_id_is_generated_when_absent_and_returned_to_the_client() {
-    let origin = echo_origin().await;
-    let tidegate = support::start(support::config_for(&[&origin], "")).await;
-
-    let (_, response_headers, echo) = raw_exchange(
-        tidegate.proxy_addr(),
-        "GET / HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let (_, response_headers, echo) =
+        through_proxy("GET / HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n\r\n")
+            .await;
 
     let sent = seen(&echo, "x-request-id");
     assert_eq!(sent.len(), 1, "the origin gets exactly one request id");
@@ -241,11 +227,9 @@ async fn a_request_id_is_generated_when_absent_and_returned_to_the_client() {
         "without a prior chain the client's address starts it"
     );
 
-    let (_, second, _) = raw_exchange(
-        tidegate.proxy_addr(),
-        "GET / HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let (_, second, _) =
+        through_proxy("GET / HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n\r\n")
+            .await;
     assert_ne!(
         second["x-request-id"], sent[0],
         "each request gets its own id"
