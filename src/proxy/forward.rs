@@ -61,10 +61,23 @@ impl Proxy {
         downstream: Downstream,
     ) -> Response<ResponseBody> {
         let request_id = headers::ensure_request_id(req.headers_mut());
+        // The request line is copied only when someone reads debug logs.
+        let logged = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| (req.method().clone(), req.uri().clone()));
         let mut response = match self.forward(req, downstream).await {
             Ok(response) => response,
             Err(error) => local_response(&error),
         };
+        if let Some((method, uri)) = logged {
+            debug!(
+                client = %downstream.addr,
+                method = %method,
+                uri = %uri,
+                status = response.status().as_u16(),
+                request_id = ?request_id,
+                "request answered"
+            );
+        }
         response
             .headers_mut()
             .insert(headers::X_REQUEST_ID.clone(), request_id);
