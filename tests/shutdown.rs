@@ -47,13 +47,17 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} within {DEADLINE:?}"))
 }
 
-#[tokio::test]
-async fn shutdown_finishes_the_in_flight_request_and_refuses_new_connections() {
+/// Holds a request (HTTP/2 when `h2`) at the origin, shuts down, checks that
+/// the listener closes and the request still completes.
+async fn in_flight_request_survives_shutdown(h2: bool) {
     let held = held_origin().await;
     let tidegate = support::start(support::config_for(&[&held.origin], "")).await;
     let proxy = tidegate.proxy_addr();
 
-    let request = tokio::spawn(support::get(proxy, "/slow"));
+    let req = http::Request::get(format!("http://{proxy}/slow"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let request = tokio::spawn(support::client_with(h2).request(req));
     within("the request reaches the origin", held.arrived)
         .await
         .unwrap();
@@ -61,13 +65,32 @@ async fn shutdown_finishes_the_in_flight_request_and_refuses_new_connections() {
     until_refused(proxy).await;
     held.release.send(()).unwrap();
 
-    let (status, _, body) = within("the request finishes", request).await.unwrap();
-    assert_eq!(status, StatusCode::OK, "the in-flight request completes");
+    let response = within("the request finishes", request).await.unwrap();
+    let response = response.expect("the in-flight request is answered");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the in-flight request completes"
+    );
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("the whole body arrives")
+        .to_bytes();
     assert_eq!(body, "finished");
     assert!(
         within("shutdown returns", shutdown).await.unwrap(),
         "shutdown reports that every request finished within the grace period"
     );
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_in_flight_request_and_refuses_new_connections() {
+    in_flight_request_survives_shutdown(false).await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_an_in_flight_http2_stream() {
+    in_flight_request_survives_shutdown(true).await;
 }
 
 #[tokio::test]
