@@ -155,7 +155,7 @@ impl Binary {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let binary = Binary {
+        let mut binary = Binary {
             child,
             proxy,
             _dir: dir,
@@ -164,7 +164,7 @@ impl Binary {
         binary
     }
 
-    async fn until_ready(&self, admin: SocketAddr) {
+    async fn until_ready(&mut self, admin: SocketAddr) {
         let deadline = Instant::now() + DEADLINE;
         let url = format!("http://{admin}/ready");
         loop {
@@ -175,6 +175,10 @@ impl Binary {
                 if response.status() == StatusCode::OK {
                     return;
                 }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Most likely another process took a port between its release and the bind.
+                panic!("tidegate serve exited before it was ready: {status}");
             }
             assert!(Instant::now() < deadline, "tidegate serve becomes ready");
             tokio::time::sleep(Duration::from_millis(20)).await;
