@@ -46,6 +46,8 @@ pub struct Running {
     pub registry: Arc<Registry>,
     shutdown: watch::Sender<bool>,
     proxy_task: JoinHandle<bool>,
+    ready: Arc<AtomicBool>,
+    admin_stop: watch::Sender<bool>,
     admin_task: JoinHandle<()>,
 }
 
@@ -85,14 +87,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let grace = config.proxy.shutdown_grace;
-    let proxy_task = tokio::spawn(server.run(shutdown_rx.clone(), grace));
+    let proxy_task = tokio::spawn(server.run(shutdown_rx, grace));
+    // The admin listener outlives the drain, so that /ready can say 503 while it runs.
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
     let admin_state = AdminState {
         registry: Arc::clone(&registry),
         ready: Arc::clone(&ready),
         prometheus,
         token: config.admin.token.clone(),
     };
-    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown_rx));
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, admin_stop_rx));
 
     ready.store(true, Ordering::Release);
     let services: Vec<String> = registry
@@ -113,6 +117,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         registry,
         shutdown,
         proxy_task,
+        ready,
+        admin_stop,
         admin_task,
     })
 }
@@ -123,11 +129,14 @@ impl Running {
         self.proxy_addrs[0]
     }
 
-    /// Stops accepting and waits for in-flight requests (up to the grace period).
+    /// Stops accepting and waits for in-flight requests (up to the grace period),
+    /// with `/ready` answering 503 meanwhile; then stops the admin listener.
     /// Returns whether every request finished in time.
     pub async fn shutdown(self) -> bool {
+        self.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
         let drained = self.proxy_task.await.unwrap_or(false);
+        let _ = self.admin_stop.send(true);
         let _ = self.admin_task.await;
         info!(drained, "tidegate stopped");
         drained

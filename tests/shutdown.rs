@@ -61,8 +61,15 @@ async fn in_flight_request_survives_shutdown(h2: bool) {
     within("the request reaches the origin", held.arrived)
         .await
         .unwrap();
+    let admin = tidegate.admin_addr;
     let shutdown = tokio::spawn(tidegate.shutdown());
     until_refused(proxy).await;
+    let (ready, _, text) = support::get(admin, "/ready").await;
+    assert_eq!(
+        (ready, text.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "while draining, /ready tells load balancers in front to stop sending"
+    );
     held.release.send(()).unwrap();
 
     let response = within("the request finishes", request).await.unwrap();
@@ -81,6 +88,7 @@ async fn in_flight_request_survives_shutdown(h2: bool) {
         within("shutdown returns", shutdown).await.unwrap(),
         "shutdown reports that every request finished within the grace period"
     );
+    until_refused(admin).await;
 }
 
 #[tokio::test]

@@ -78,7 +78,7 @@ fn route(state: &AdminState, req: Request<Incoming>, _client: SocketAddr) -> Adm
             if state.ready.load(Ordering::Acquire) {
                 text(StatusCode::OK, "ready\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
         }
         (&Method::GET, "/stats") => json(StatusCode::OK, &stats::snapshot(&state.registry)),
