@@ -30,7 +30,7 @@ use crate::registry::Registry;
 pub struct AdminState {
     /// The running services.
     pub registry: Arc<Registry>,
-    /// Set once the config is loaded and every listener is bound.
+    /// Set once the config is loaded and every listener is bound; cleared when a drain starts.
     pub ready: Arc<AtomicBool>,
     /// Renders the Prometheus text.
     pub prometheus: PrometheusHandle,
