@@ -86,19 +86,24 @@ impl Proxy {
         let key = RequestKey {
             client_ip: downstream.addr.ip(),
         };
-        let instance = {
+        let pick = {
             let table = service.table.load();
-            service.balancer.pick(&table, &key)
+            service.balancer.pick_request(&table, &key, req.headers())
         }
         .ok_or_else(|| ProxyError::NoInstance {
             service: service.name.clone(),
         })?;
+        let instance = pick.instance;
 
         let (parts, body) = req.into_parts();
         let body = RequestBody::stream(body, self.limits.max_body_bytes);
         let upstream_req = self.upstream_request(parts, body, &instance, downstream)?;
         let guard = instance.dispatch();
-        self.send(service, upstream_req, guard).await
+        let mut response = self.send(service, upstream_req, guard).await?;
+        if let Some(cookie) = pick.set_cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        Ok(response)
     }
 
     fn check_body_size(&self, req: &Request<Incoming>) -> Result<(), ProxyError> {

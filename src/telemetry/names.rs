@@ -12,6 +12,10 @@ pub const UPSTREAM_ERRORS_TOTAL: &str = "tidegate_upstream_errors_total";
 pub const LOCAL_RESPONSES_TOTAL: &str = "tidegate_local_responses_total";
 /// Client connections open now.
 pub const CONNECTIONS_OPEN: &str = "tidegate_connections_open";
+/// The algorithm an adaptive balancer runs, by service and algorithm: 1 in use, 0 not.
+pub const BALANCER_ACTIVE_ALGORITHM: &str = "tidegate_balancer_active_algorithm";
+/// Switches of an adaptive balancer between algorithms, by service.
+pub const BALANCER_SWITCHES_TOTAL: &str = "tidegate_balancer_switches_total";
 
 /// Registers descriptions and units with the recorder.
 pub fn describe() {
@@ -34,6 +38,16 @@ pub fn describe() {
         LOCAL_RESPONSES_TOTAL,
         Unit::Count,
         "Requests answered by tidegate itself (no route, no instance, limits)"
+    );
+    describe_gauge!(
+        BALANCER_ACTIVE_ALGORITHM,
+        Unit::Count,
+        "Algorithm an adaptive balancer runs (1 in use, 0 not)"
+    );
+    describe_counter!(
+        BALANCER_SWITCHES_TOTAL,
+        Unit::Count,
+        "Switches of an adaptive balancer between algorithms"
     );
     describe_gauge!(CONNECTIONS_OPEN, Unit::Count, "Client connections open now");
 }
