@@ -13,10 +13,14 @@
 //! walks forward to the next slot owned by an eligible instance, so only the
 //! clients of that instance move, and they move back when it recovers.
 
-/// Slots per instance, at least; more slots spread clients more evenly.
-const SLOTS_PER_INSTANCE: usize = 64;
-/// The smallest table, so small pools still spread evenly.
-const MIN_SLOTS: usize = 1031;
+/// Table sizes (primes) and the largest pool each serves with at least 64
+/// slots per instance. The size must not change when an instance joins or
+/// leaves, or every client would move; it changes only when a pool crosses a
+/// tier, which remaps everything once.
+// TODO: crossing a tier (64 or 1024 instances) remaps all clients once; a pool
+// that hovers at a boundary would pay it repeatedly. Pinning the tier per
+// service after the first build would avoid that.
+const TIERS: [(usize, usize); 3] = [(4_099, 64), (65_537, 1_024), (1_048_573, usize::MAX)];
 /// Owner of a slot not yet filled while building.
 const EMPTY: u32 = u32::MAX;
 
@@ -63,7 +67,10 @@ impl Maglev {
         if n == 0 {
             return Self::default();
         }
-        let m = next_prime((n * SLOTS_PER_INSTANCE).max(MIN_SLOTS)) as u64;
+        let m = TIERS
+            .iter()
+            .find(|(_, most)| n <= *most)
+            .map_or(TIERS[2].0, |(size, _)| *size) as u64;
         let walks: Vec<(u64, u64)> = names
             .map(|name| {
                 let offset = hash_bytes(0x6d61_676c_6576, name.as_bytes()) % m;
@@ -120,11 +127,6 @@ impl Maglev {
     }
 }
 
-fn next_prime(from: usize) -> usize {
-    let is_prime = |n: usize| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
-    (from..).find(|n| is_prime(*n)).unwrap_or(from)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,11 +153,14 @@ mod tests {
     }
 
     #[test]
-    fn table_size_is_prime_and_grows_with_the_pool() {
-        assert_eq!(next_prime(1031), 1031);
-        assert_eq!(next_prime(1032), 1033);
+    fn table_sizes_are_prime_and_give_each_instance_64_slots() {
+        let is_prime = |n: usize| (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
+        for (size, most) in TIERS {
+            assert!(is_prime(size), "{size} is prime");
+            assert!(most == usize::MAX || size >= most * 64, "{size} slots for {most} instances");
+        }
         let names = names(100);
         let maglev = Maglev::build(names.iter().map(String::as_str));
-        assert!(maglev.len() >= 6400, "at least 64 slots per instance");
+        assert_eq!(maglev.len(), 65_537, "a pool of 100 uses the second tier");
     }
 }

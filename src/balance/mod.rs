@@ -31,6 +31,8 @@ mod rng;
 pub mod table;
 pub mod weighted;
 
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicUsize;
