@@ -157,7 +157,10 @@ mod tests {
         let is_prime = |n: usize| (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
         for (size, most) in TIERS {
             assert!(is_prime(size), "{size} is prime");
-            assert!(most == usize::MAX || size >= most * 64, "{size} slots for {most} instances");
+            assert!(
+                most == usize::MAX || size >= most * 64,
+                "{size} slots for {most} instances"
+            );
         }
         let names = names(100);
         let maglev = Maglev::build(names.iter().map(String::as_str));
