@@ -54,7 +54,7 @@ lines = [
     "",
     f"- Date: {env['DATE']}, commit {env['COMMIT']}",
     f"- Machine: {env['MODEL']}, {env['CORES']} cores",
-    f"- Command: `bench/balancers.sh {env['ARGS']}`".replace(" `", " `", 1).rstrip() ,
+    "- Command: `" + f"bench/balancers.sh {env['ARGS']}".strip() + "`",
 ]
 if env.get("NOTE"):
     lines.append(f"- **{env['NOTE']}**")

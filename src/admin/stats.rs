@@ -75,13 +75,14 @@ fn instance(i: &Instance) -> InstanceStats {
     let errors = |class: ErrorClass| st.errors[class as usize].load(Ordering::Relaxed);
     let latency = st.latency.snapshot();
     let ms = |q: f64| latency.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
-    let share = i.weight_share_per_mille(clock::now_ns());
+    let now = clock::now_ns();
+    let share = i.weight_share_per_mille(now);
     InstanceStats {
         id: i.id().to_string(),
         address: i.addr().to_string(),
         weight: i.weight(),
         effective_weight: f64::from(i.weight()) * share as f64 / 1000.0,
-        slow_start_progress: share as f64 / 1000.0,
+        slow_start_progress: i.slow_start_progress(now),
         healthy: st.healthy.load(Ordering::Relaxed),
         draining: st.draining.load(Ordering::Relaxed),
         in_flight: i.in_flight(),

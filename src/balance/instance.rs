@@ -219,6 +219,16 @@ impl Instance {
         share.max(SLOW_START_FLOOR_PER_MILLE)
     }
 
+    /// How far through its slow start the instance is at `now_ns`, from 0 to 1.
+    pub fn slow_start_progress(&self, now_ns: u64) -> f64 {
+        let window = self.slow_start_ns.load(Ordering::Relaxed);
+        if window == 0 {
+            return 1.0;
+        }
+        let elapsed = now_ns.saturating_sub(clock::instant_ns(self.added_at));
+        (elapsed as f64 / window as f64).min(1.0)
+    }
+
     /// The weight in effect at `now_ns`, in thousandths of a unit of weight.
     pub fn effective_weight_milli(&self, now_ns: u64) -> u64 {
         u64::from(self.weight) * self.weight_share_per_mille(now_ns)

@@ -17,8 +17,8 @@
 //! an instance with no sample yet costs nothing while idle and a large penalty
 //! while its first requests are pending, so a new instance gets one probe
 //! before a flood; and an estimate with no recent sample decays towards zero
-//! (time constant 10 s after 1 s of silence), so an instance that was slow
-//! once is tried again instead of being shunned forever on stale data.
+//! (hyperbolically, halved 10 s after 1 s of silence), so an instance that was
+//! slow once is tried again instead of being shunned forever on stale data.
 
 use std::cmp::Ordering;
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,7 +36,7 @@ const DRAWS: usize = 4;
 const UNSAMPLED_PENALTY_NS: f64 = 1e12;
 /// Silence after which a latency estimate starts to decay.
 const STALE_AFTER_NS: u64 = 1_000_000_000;
-/// Time constant of that decay.
+/// Time after which a stale estimate counts half.
 const STALE_DECAY_NS: f64 = 10e9;
 
 /// Least connections over the whole table, or two random choices above `two_choice_above`.
@@ -180,8 +180,10 @@ fn peak_cost(instance: &Instance, now: u64) -> f64 {
         };
     }
     let age = now.saturating_sub(instance.state.last_sample_ns.load(Relaxed));
+    // Hyperbolic rather than exponential decay: the same shape for a few time
+    // constants, without an `exp` on the request path.
     let latency = if age > STALE_AFTER_NS {
-        ewma * (-((age - STALE_AFTER_NS) as f64) / STALE_DECAY_NS).exp()
+        ewma / (1.0 + (age - STALE_AFTER_NS) as f64 / STALE_DECAY_NS)
     } else {
         ewma
     };
