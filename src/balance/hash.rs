@@ -57,7 +57,21 @@ pub fn hash_ip(ip: std::net::IpAddr) -> u64 {
 /// A Maglev lookup table: the owner of each slot, as an index into the instance table.
 #[derive(Debug, Default)]
 pub struct Maglev {
-    slots: Vec<u32>,
+    slots: Slots,
+}
+
+/// Slot owners, two bytes each while the pool allows it, so a table of 1,024
+/// instances (65,537 slots) takes 128 KiB of cache rather than 256.
+#[derive(Debug)]
+enum Slots {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots::Narrow(Vec::new())
+    }
 }
 
 impl Maglev {
@@ -96,34 +110,41 @@ impl Maglev {
                 }
             }
         }
+        let slots = match u16::try_from(n) {
+            Ok(_) => Slots::Narrow(slots.into_iter().map(|s| s as u16).collect()),
+            Err(_) => Slots::Wide(slots),
+        };
         Self { slots }
     }
 
     /// Number of slots (a prime), 0 for an empty table.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        match &self.slots {
+            Slots::Narrow(s) => s.len(),
+            Slots::Wide(s) => s.len(),
+        }
     }
 
     /// Whether the table has no slot (no instance).
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len() == 0
     }
 
     /// The first slot a hash lands on, by multiply-shift rather than modulo.
     #[inline]
     pub fn slot_of(&self, hash: u64) -> usize {
-        (((hash >> 32) * self.slots.len() as u64) >> 32) as usize
+        (((hash >> 32) * self.len() as u64) >> 32) as usize
     }
 
     /// The instance owning `slot`, wrapping around the end of the table.
     #[inline]
     pub fn owner(&self, slot: usize) -> usize {
-        let slot = if slot >= self.slots.len() {
-            slot - self.slots.len()
-        } else {
-            slot
-        };
-        self.slots[slot] as usize
+        let len = self.len();
+        let slot = if slot >= len { slot - len } else { slot };
+        match &self.slots {
+            Slots::Narrow(s) => usize::from(s[slot]),
+            Slots::Wide(s) => s[slot] as usize,
+        }
     }
 }
 

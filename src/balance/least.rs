@@ -16,9 +16,10 @@
 //! [`Instance`] keeps (an EWMA with a 10 s decay). Two rules keep it honest:
 //! an instance with no sample yet costs nothing while idle and a large penalty
 //! while its first requests are pending, so a new instance gets one probe
-//! before a flood; and an estimate with no recent sample decays towards zero
-//! (hyperbolically, halved 10 s after 1 s of silence), so an instance that was
-//! slow once is tried again instead of being shunned forever on stale data.
+//! before a flood; and an estimate older than the other candidate's decays
+//! towards zero (hyperbolically, halved 10 s after 1 s of difference), so an
+//! instance that was slow once is tried again instead of being shunned forever
+//! on stale data.
 
 use std::cmp::Ordering;
 use std::sync::atomic::Ordering::Relaxed;
@@ -28,7 +29,6 @@ use super::algorithms::first_eligible;
 use super::instance::Instance;
 use super::rng::FastRng;
 use super::table::InstanceTable;
-use crate::clock;
 
 /// Draws for an eligible instance before falling back to a scan.
 const DRAWS: usize = 4;
@@ -65,8 +65,13 @@ pub(super) fn peak_ewma(table: &InstanceTable, rng: &mut FastRng) -> Option<usiz
     let instances = table.instances();
     let (a, b) = two_eligible(instances, rng)?;
     let Some(b) = b else { return Some(a) };
-    let now = clock::now_ns();
-    let (ca, cb) = (peak_cost(&instances[a], now), peak_cost(&instances[b], now));
+    let (ia, ib) = (&instances[a], &instances[b]);
+    // Staleness is measured against the fresher of the two candidates rather
+    // than the clock: only the difference in age can change which one wins,
+    // and a pick then reads no clock.
+    let freshest = last_sample(ia).max(last_sample(ib));
+    let ramp = table.ramp_clock();
+    let (ca, cb) = (peak_cost(ia, freshest, ramp), peak_cost(ib, freshest, ramp));
     Some(match ca.partial_cmp(&cb) {
         Some(Ordering::Less) => a,
         Some(Ordering::Greater) => b,
@@ -83,13 +88,9 @@ struct Load {
 
 impl Load {
     fn of(instance: &Instance, ramp: Option<u64>) -> Self {
-        let weight_milli = match ramp {
-            Some(now) => instance.effective_weight_milli(now),
-            None => u64::from(instance.weight()) * 1000,
-        };
         Self {
             in_flight: u64::from(instance.in_flight()) + 1,
-            weight_milli: weight_milli.max(1),
+            weight_milli: weight_milli(instance, ramp),
         }
     }
 
@@ -169,7 +170,7 @@ fn tie(a: usize, b: usize, rng: &mut FastRng) -> usize {
 
 /// Latency estimate (decayed when stale, penalised when unknown) times (in flight + 1),
 /// per unit of effective weight.
-fn peak_cost(instance: &Instance, now: u64) -> f64 {
+fn peak_cost(instance: &Instance, freshest_ns: u64, ramp: Option<u64>) -> f64 {
     let pending = f64::from(instance.in_flight());
     let ewma = instance.ewma_ns();
     if ewma == 0.0 {
@@ -179,7 +180,7 @@ fn peak_cost(instance: &Instance, now: u64) -> f64 {
             UNSAMPLED_PENALTY_NS + pending
         };
     }
-    let age = now.saturating_sub(instance.state.last_sample_ns.load(Relaxed));
+    let age = freshest_ns.saturating_sub(last_sample(instance));
     // Hyperbolic rather than exponential decay: the same shape for a few time
     // constants, without an `exp` on the request path.
     let latency = if age > STALE_AFTER_NS {
@@ -187,5 +188,18 @@ fn peak_cost(instance: &Instance, now: u64) -> f64 {
     } else {
         ewma
     };
-    latency * (pending + 1.0) * 1000.0 / instance.effective_weight_milli(now).max(1) as f64
+    latency * (pending + 1.0) * 1000.0 / weight_milli(instance, ramp) as f64
+}
+
+/// The effective weight in thousandths, never 0; the clock is read only during slow starts.
+fn weight_milli(instance: &Instance, ramp: Option<u64>) -> u64 {
+    let milli = match ramp {
+        Some(now) => instance.effective_weight_milli(now),
+        None => u64::from(instance.weight()) * 1000,
+    };
+    milli.max(1)
+}
+
+fn last_sample(instance: &Instance) -> u64 {
+    instance.state.last_sample_ns.load(Relaxed)
 }

@@ -649,3 +649,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn peak_ewma_retries_an_instance_whose_slow_estimate_went_stale() {
+    let b = balancer(Algorithm::PeakEwma);
+    let instances = pool(&[1, 1]);
+    let fresh = 500_000_000_000u64;
+    set_latency(&instances[0], 50.0, fresh - 200_000_000_000);
+    set_latency(&instances[1], 5.0, fresh);
+    let table = InstanceTable::new(instances.clone());
+    let counts = counts(&b, &table, 100, 6);
+    assert_eq!(counts[0], 100, "a 200 s old 50 ms estimate decays below a fresh 5 ms one");
+}
