@@ -35,10 +35,11 @@ impl Service {
             .iter()
             .map(|i| Instance::from_addr(config.name.clone(), i.address, i.weight))
             .collect();
+        let balancer = Balancer::new(&config.balancer);
         Self {
             name: config.name.clone(),
-            balancer: Balancer::new(&config.balancer),
-            table: TableHandle::new(InstanceTable::new(instances)),
+            table: TableHandle::new(InstanceTable::new(instances)).prepared_for(balancer.needs()),
+            balancer,
             health: ServiceHealth::default(),
             config,
         }

@@ -4,7 +4,8 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
-use crate::balance::{ErrorClass, Instance};
+use crate::balance::{BalancerSnapshot, ErrorClass, Instance};
+use crate::clock;
 use crate::registry::{Registry, Service};
 
 /// Stats of every service.
@@ -17,6 +18,7 @@ pub(super) struct Stats {
 struct ServiceStats {
     name: String,
     algorithm: &'static str,
+    balancer: BalancerSnapshot,
     instances: Vec<InstanceStats>,
 }
 
@@ -25,6 +27,8 @@ struct InstanceStats {
     id: String,
     address: String,
     weight: u32,
+    effective_weight: f64,
+    slow_start_progress: f64,
     healthy: bool,
     draining: bool,
     ejected: bool,
@@ -63,6 +67,7 @@ fn service(s: &Service) -> ServiceStats {
     ServiceStats {
         name: s.name.to_string(),
         algorithm: s.balancer.algorithm().as_str(),
+        balancer: s.balancer.snapshot(&table),
         instances: table.instances().iter().map(|i| instance(i)).collect(),
     }
 }
@@ -72,10 +77,14 @@ fn instance(i: &Instance) -> InstanceStats {
     let errors = |class: ErrorClass| st.errors[class as usize].load(Ordering::Relaxed);
     let latency = st.latency.snapshot();
     let ms = |q: f64| latency.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
+    let now = clock::now_ns();
+    let share = i.weight_share_per_mille(now);
     InstanceStats {
         id: i.id().to_string(),
         address: i.addr().to_string(),
         weight: i.weight(),
+        effective_weight: f64::from(i.weight()) * share as f64 / 1000.0,
+        slow_start_progress: i.slow_start_progress(now),
         healthy: st.healthy.load(Ordering::Relaxed),
         draining: st.draining.load(Ordering::Relaxed),
         ejected: st.health.is_ejected(),

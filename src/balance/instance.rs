@@ -17,6 +17,9 @@ use crate::ids::{InstanceId, ServiceName};
 use crate::telemetry::histogram::LatencyHistogram;
 use crate::telemetry::instance::InstanceMetrics;
 
+/// Share of its weight a slow-starting instance gets at once, in thousandths.
+pub const SLOW_START_FLOOR_PER_MILLE: u64 = 100;
+
 /// How one request to an instance ended, as far as the instance is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -88,6 +91,8 @@ pub struct Instance {
     authority: http::uri::Authority,
     weight: u32,
     added_at: Instant,
+    /// Slow-start window in nanoseconds from `added_at`; 0 is full weight at once.
+    slow_start_ns: AtomicU64,
     /// Live counters and flags.
     pub state: InstanceState,
     /// Prometheus handles labelled with this service and instance.
@@ -138,6 +143,7 @@ impl Instance {
                 .expect("a socket address is a valid URI authority"),
             weight,
             added_at: Instant::now(),
+            slow_start_ns: AtomicU64::new(0),
             state: InstanceState {
                 in_flight: AtomicU32::new(0),
                 requests: AtomicU64::new(0),
@@ -186,6 +192,56 @@ impl Instance {
     /// When it joined its service.
     pub fn added_at(&self) -> Instant {
         self.added_at
+    }
+
+    /// Ramps this instance's effective weight up over `window` from [`Self::added_at`].
+    ///
+    /// For instances added while the service runs (the scaler's), called before
+    /// the instance is published; instances present at startup keep full weight.
+    pub fn begin_slow_start(&self, window: Duration) {
+        self.slow_start_ns
+            .store(clock::duration_ns(window), Ordering::Relaxed);
+    }
+
+    /// `clock::now_ns` at which the slow start ends; 0 when there is none.
+    pub fn slow_start_ends_ns(&self) -> u64 {
+        match self.slow_start_ns.load(Ordering::Relaxed) {
+            0 => 0,
+            window => clock::instant_ns(self.added_at).saturating_add(window),
+        }
+    }
+
+    /// Share of the full weight in effect at `now_ns`, in thousandths.
+    ///
+    /// Linear from [`SLOW_START_FLOOR_PER_MILLE`] to 1000 over the window, so a
+    /// new instance takes a little traffic at once (and warms up) without
+    /// being flooded.
+    pub fn weight_share_per_mille(&self, now_ns: u64) -> u64 {
+        let window = self.slow_start_ns.load(Ordering::Relaxed);
+        if window == 0 {
+            return 1000;
+        }
+        let elapsed = now_ns.saturating_sub(clock::instant_ns(self.added_at));
+        if elapsed >= window {
+            return 1000;
+        }
+        let share = (u128::from(elapsed) * 1000 / u128::from(window)) as u64;
+        share.max(SLOW_START_FLOOR_PER_MILLE)
+    }
+
+    /// How far through its slow start the instance is at `now_ns`, from 0 to 1.
+    pub fn slow_start_progress(&self, now_ns: u64) -> f64 {
+        let window = self.slow_start_ns.load(Ordering::Relaxed);
+        if window == 0 {
+            return 1.0;
+        }
+        let elapsed = now_ns.saturating_sub(clock::instant_ns(self.added_at));
+        (elapsed as f64 / window as f64).min(1.0)
+    }
+
+    /// The weight in effect at `now_ns`, in thousandths of a unit of weight.
+    pub fn effective_weight_milli(&self, now_ns: u64) -> u64 {
+        u64::from(self.weight) * self.weight_share_per_mille(now_ns)
     }
 
     /// Requests in flight now.

@@ -4,24 +4,123 @@
 //! scaler, one removed after draining) builds a new table off the request path
 //! and swaps it in. Readers load the current table without blocking and keep
 //! using the one they loaded until their pick is done.
+//!
+//! What an algorithm needs precomputed from a table (the smooth weighted cycle,
+//! the Maglev lookup table, the affinity tokens) lives beside it and is built
+//! when the table is published through [`TableHandle`], for the needs the
+//! service's balancer declared; anything not prepared is built on first use,
+//! so a table built elsewhere still works.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::affinity::AffinityIndex;
+use super::hash::Maglev;
 use super::instance::Instance;
+use super::weighted;
+use crate::clock;
 use crate::ids::InstanceId;
 
 /// An immutable list of a service's instances.
 #[derive(Debug, Default)]
 pub struct InstanceTable {
     instances: Vec<Arc<Instance>>,
+    /// Latest end of a slow start among the instances; 0 when none ramps.
+    ramp_ends_ns: u64,
+    /// Every instance has the same configured weight.
+    uniform_weights: bool,
+    /// Set once every slow start is over, so picks stop reading the clock.
+    ramp_over: AtomicBool,
+    sequence: OnceLock<Vec<u32>>,
+    maglev: OnceLock<Maglev>,
+    affinity: OnceLock<AffinityIndex>,
+}
+
+/// What a balancer needs precomputed when a table is published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The smooth weighted round robin cycle.
+    pub sequence: bool,
+    /// The Maglev lookup table.
+    pub maglev: bool,
+    /// The affinity tokens and cookies.
+    pub affinity: bool,
 }
 
 impl InstanceTable {
     /// A table of these instances, in this order.
     pub fn new(instances: Vec<Arc<Instance>>) -> Self {
-        Self { instances }
+        let ramp_ends_ns = instances
+            .iter()
+            .map(|i| i.slow_start_ends_ns())
+            .max()
+            .unwrap_or(0);
+        let uniform_weights = instances.windows(2).all(|w| w[0].weight() == w[1].weight());
+        Self {
+            instances,
+            uniform_weights,
+            ramp_ends_ns,
+            ramp_over: AtomicBool::new(ramp_ends_ns == 0),
+            ..Self::default()
+        }
+    }
+
+    /// Builds now what `needs` asks for, so the request path finds it ready.
+    pub fn prepare(&self, needs: Needs) {
+        if needs.sequence {
+            self.sequence();
+        }
+        if needs.maglev {
+            self.maglev();
+        }
+        if needs.affinity {
+            self.affinity();
+        }
+    }
+
+    /// Whether every instance has the same configured weight.
+    pub fn uniform_weights(&self) -> bool {
+        self.uniform_weights
+    }
+
+    /// One smooth weighted round robin cycle over the configured weights.
+    pub fn sequence(&self) -> &[u32] {
+        self.sequence.get_or_init(|| {
+            let weights: Vec<u32> = self.instances.iter().map(|i| i.weight()).collect();
+            weighted::sequence(&weights)
+        })
+    }
+
+    /// The Maglev lookup table over the instance ids.
+    pub fn maglev(&self) -> &Maglev {
+        self.maglev
+            .get_or_init(|| Maglev::build(self.instances.iter().map(|i| i.id().as_str())))
+    }
+
+    /// The affinity tokens of the instances.
+    pub fn affinity(&self) -> &AffinityIndex {
+        self.affinity
+            .get_or_init(|| AffinityIndex::build(&self.instances))
+    }
+
+    /// The current time when some instance is still in its slow start, else `None`.
+    ///
+    /// Once every ramp is over the table remembers it, so steady-state picks
+    /// never read the clock.
+    #[inline]
+    pub fn ramp_clock(&self) -> Option<u64> {
+        if self.ramp_over.load(Ordering::Relaxed) {
+            return None;
+        }
+        let now = clock::now_ns();
+        if now >= self.ramp_ends_ns {
+            self.ramp_over.store(true, Ordering::Relaxed);
+            return None;
+        }
+        Some(now)
     }
 
     /// Every instance, eligible or not.
@@ -49,6 +148,7 @@ impl InstanceTable {
 #[derive(Debug)]
 pub struct TableHandle {
     current: ArcSwap<InstanceTable>,
+    needs: Needs,
 }
 
 impl TableHandle {
@@ -56,7 +156,15 @@ impl TableHandle {
     pub fn new(table: InstanceTable) -> Self {
         Self {
             current: ArcSwap::from_pointee(table),
+            needs: Needs::default(),
         }
+    }
+
+    /// Prepares this and every later table for what a balancer `needs`.
+    pub fn prepared_for(mut self, needs: Needs) -> Self {
+        self.needs = needs;
+        self.current.load().prepare(needs);
+        self
     }
 
     /// The current table; cheap, never blocks.
@@ -74,7 +182,20 @@ impl TableHandle {
     /// Writers are rare (scaling, config reload) and may race; `rcu` retries the
     /// update on the newest table so no writer's change is lost.
     pub fn update(&self, update: impl Fn(&InstanceTable) -> InstanceTable) {
-        self.current.rcu(|t| Arc::new(update(t)));
+        self.current.rcu(|t| {
+            let table = update(t);
+            table.prepare(self.needs);
+            Arc::new(table)
+        });
+    }
+
+    /// Adds an instance that ramps up to its full weight over `window` (slow start).
+    ///
+    /// The way to add an instance while the service runs (the scaler's); a
+    /// zero window adds it at full weight.
+    pub fn add_slow_start(&self, instance: Arc<Instance>, window: Duration) {
+        instance.begin_slow_start(window);
+        self.add(instance);
     }
 
     /// Adds an instance unless one with the same id is listed.

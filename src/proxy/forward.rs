@@ -18,10 +18,12 @@ use tracing::debug;
 use super::body::{RequestBody, ResponseBody};
 use super::error::{BoxError, ProxyError};
 use super::headers;
-use super::retry::{self, failure_of, may_retry, Failure, Tried, TryBody};
+use super::retry::{self, failure_of, safe_to_retry, withdraw_retry, Failure, Tried, TryBody};
 use super::router::Router;
 use super::upstream::UpstreamClient;
-use crate::balance::{FinishObserver, InFlight, Instance, InstanceTable, Outcome, RequestKey};
+use crate::balance::{
+    FinishObserver, InFlight, Instance, InstanceTable, Outcome, Pick, RequestKey,
+};
 use crate::clock;
 use crate::config::{Limits, Timeouts};
 use crate::health::service::breaker_admits;
@@ -142,13 +144,13 @@ impl Proxy {
         let max_tries = (1 + service.config.balancer.max_retries as usize).min(retry::MAX_TRIES);
         let idempotent = retry::idempotent(&parts.method);
         let mut tried = Tried::default();
-        let mut last_error = None;
+        let mut next = pick(service, key, &parts.headers, &tried)?;
         let mut parts = Some(parts);
         loop {
-            let instance = match pick(service, key, &tried) {
-                Ok(instance) => instance,
-                Err(error) => return Err(last_error.unwrap_or(error)),
-            };
+            let Pick {
+                instance,
+                set_cookie,
+            } = next;
             tried.push(&instance);
             let last_try = tried.len() >= max_tries || !body.replayable();
             // TODO: a try that may be followed by another sends a copy of the head (one
@@ -178,14 +180,23 @@ impl Proxy {
             let result = self.send(service, req, guard, timeout).await;
             let failure = match &result {
                 Ok(response) if response.status().is_server_error() => Failure::Sent,
-                Ok(_) => return result,
+                Ok(_) => return result.map(|response| with_cookie(response, set_cookie)),
                 Err(error) => failure_of(error),
             };
-            if last_try || !may_retry(service, idempotent, failure) {
-                return result;
+            if last_try || !safe_to_retry(idempotent, failure) {
+                return result.map(|response| with_cookie(response, set_cookie));
             }
+            // The failed answer stands unless another instance can take the
+            // request and the budget grants the retry.
+            let head = &parts
+                .as_ref()
+                .expect("the head is kept until the last try")
+                .headers;
+            next = match pick(service, key, head, &tried) {
+                Ok(pick) if withdraw_retry(service) => pick,
+                _ => return result.map(|response| with_cookie(response, set_cookie)),
+            };
             // A 5xx answer being retried is dropped here; its guard records the failure.
-            last_error = result.err();
         }
     }
 
@@ -306,14 +317,29 @@ fn upstream_request(
 ///
 /// The balancer is asked first; if it keeps offering tried or refused
 /// instances (a hash, a sticky session), the table is scanned in order.
-fn pick(service: &Service, key: &RequestKey, tried: &Tried) -> Result<Arc<Instance>, ProxyError> {
+/// Picks an instance for one try: one not tried yet whose breaker admits it.
+///
+/// The first pick honours the client's affinity cookie; when the pinned
+/// instance cannot take the try, the algorithm picks and the client is
+/// pinned again to whichever instance that is.
+fn pick(
+    service: &Service,
+    key: &RequestKey,
+    headers: &http::HeaderMap,
+    tried: &Tried,
+) -> Result<Pick, ProxyError> {
     let table = service.table.load();
     let breaker = service.config.balancer.circuit_breaker_enabled;
     let cfg = &service.config.resilience;
     let usable = |i: &Instance| !tried.contains(i) && breaker_admits(i, cfg, breaker);
-    for _ in 0..table.len().min(PICK_ATTEMPTS) {
+    match service.balancer.pick_request(&table, key, headers) {
+        Some(pick) if usable(&pick.instance) => return Ok(pick),
+        Some(_) => {}
+        None => return Err(unavailable(service, &table)),
+    }
+    for _ in 1..table.len().min(PICK_ATTEMPTS) {
         match service.balancer.pick(&table, key) {
-            Some(instance) if usable(&instance) => return Ok(instance),
+            Some(instance) if usable(&instance) => return Ok(repin(service, &table, instance)),
             Some(_) => continue,
             None => break,
         }
@@ -323,7 +349,37 @@ fn pick(service: &Service, key: &RequestKey, tried: &Tried) -> Result<Arc<Instan
         .iter()
         .find(|i| i.is_eligible() && usable(i))
         .cloned()
+        .map(|instance| repin(service, &table, instance))
         .ok_or_else(|| unavailable(service, &table))
+}
+
+/// A pick of `instance`, with the cookie pinning the client to it when the
+/// service has session affinity.
+fn repin(service: &Service, table: &InstanceTable, instance: Arc<Instance>) -> Pick {
+    let set_cookie = if service.config.balancer.session_affinity {
+        table
+            .instances()
+            .iter()
+            .position(|i| Arc::ptr_eq(i, &instance))
+            .and_then(|index| table.affinity().set_cookie(index).cloned())
+    } else {
+        None
+    };
+    Pick {
+        instance,
+        set_cookie,
+    }
+}
+
+/// Adds the affinity cookie of the instance that answered, if there is one.
+fn with_cookie(
+    mut response: Response<ResponseBody>,
+    set_cookie: Option<HeaderValue>,
+) -> Response<ResponseBody> {
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// Balancer picks tried before scanning the table for an untried instance.

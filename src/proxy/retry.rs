@@ -42,16 +42,17 @@ pub(super) enum Failure {
     Fatal,
 }
 
-/// Whether a failed try may be retried: safe for its method, and within the budget.
-pub(super) fn may_retry(service: &Service, idempotent: bool, failure: Failure) -> bool {
-    let safe = match failure {
+/// Whether a failed try is safe to send again, given its method.
+pub(super) fn safe_to_retry(idempotent: bool, failure: Failure) -> bool {
+    match failure {
         Failure::NotSent => true,
         Failure::Sent => idempotent,
         Failure::Fatal => false,
-    };
-    if !safe {
-        return false;
     }
+}
+
+/// Takes one retry from the service's budget, counting the outcome.
+pub(super) fn withdraw_retry(service: &Service) -> bool {
     let granted = service
         .health
         .budget

@@ -30,6 +30,10 @@ pub const STORE_SAMPLES_WRITTEN_TOTAL: &str = "tidegate_store_samples_written_to
 pub const STORE_SAMPLE_QUEUE_DEPTH: &str = "tidegate_store_sample_queue_depth";
 /// Failed attempts to write a batch of samples (each is retried).
 pub const STORE_WRITE_FAILURES_TOTAL: &str = "tidegate_store_write_failures_total";
+/// The algorithm an adaptive balancer runs, by service and algorithm: 1 in use, 0 not.
+pub const BALANCER_ACTIVE_ALGORITHM: &str = "tidegate_balancer_active_algorithm";
+/// Switches of an adaptive balancer between algorithms, by service.
+pub const BALANCER_SWITCHES_TOTAL: &str = "tidegate_balancer_switches_total";
 
 /// Registers descriptions and units with the recorder.
 pub fn describe() {
@@ -52,6 +56,16 @@ pub fn describe() {
         LOCAL_RESPONSES_TOTAL,
         Unit::Count,
         "Requests answered by tidegate itself (no route, no instance, limits)"
+    );
+    describe_gauge!(
+        BALANCER_ACTIVE_ALGORITHM,
+        Unit::Count,
+        "Algorithm an adaptive balancer runs (1 in use, 0 not)"
+    );
+    describe_counter!(
+        BALANCER_SWITCHES_TOTAL,
+        Unit::Count,
+        "Switches of an adaptive balancer between algorithms"
     );
     describe_gauge!(CONNECTIONS_OPEN, Unit::Count, "Client connections open now");
     describe_counter!(
