@@ -19,6 +19,8 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod ids;
+pub mod orchestrate;
 pub mod proxy;
 pub mod registry;
+pub mod scale;
 pub mod telemetry;

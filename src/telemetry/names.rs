@@ -13,6 +13,17 @@ pub const LOCAL_RESPONSES_TOTAL: &str = "tidegate_local_responses_total";
 /// Client connections open now.
 pub const CONNECTIONS_OPEN: &str = "tidegate_connections_open";
 
+/// Time from a scaling decision to the last new instance serving (or the last old one stopped),
+/// by service and direction.
+pub const SCALING_LATENCY: &str = "tidegate_scaling_latency_seconds";
+/// CPU and memory of the instances tidegate runs, percent, mean per service, by resource.
+pub const RESOURCE_UTILIZATION: &str = "tidegate_resource_utilization_percent";
+/// Instances in a service's table now.
+pub const INSTANCES: &str = "tidegate_instances";
+/// Scaling decisions taken, by service, direction and result
+/// (`scaled`, `failed`, `recommended`, `held`).
+pub const SCALING_DECISIONS_TOTAL: &str = "tidegate_scaling_decisions_total";
+
 /// Registers descriptions and units with the recorder.
 pub fn describe() {
     describe_counter!(
@@ -36,4 +47,20 @@ pub fn describe() {
         "Requests answered by tidegate itself (no route, no instance, limits)"
     );
     describe_gauge!(CONNECTIONS_OPEN, Unit::Count, "Client connections open now");
+    describe_histogram!(
+        SCALING_LATENCY,
+        Unit::Seconds,
+        "Time from a scaling decision to its instances serving or stopped"
+    );
+    describe_gauge!(
+        RESOURCE_UTILIZATION,
+        Unit::Percent,
+        "CPU and memory of the instances tidegate runs, mean per service"
+    );
+    describe_gauge!(INSTANCES, Unit::Count, "Instances in the service's table");
+    describe_counter!(
+        SCALING_DECISIONS_TOTAL,
+        Unit::Count,
+        "Scaling decisions by direction and result"
+    );
 }
