@@ -41,47 +41,9 @@ pub const HOURS_PER_MONTH: f64 = 730.0;
 /// Float slack for the ceiling, so that `2 * 140 / 70` stays 4 and not 5.
 const CEIL_SLACK: f64 = 1e-9;
 
-/// The `scaling_policies` columns a decision reads.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PolicyRow {
-    /// Fewest instances.
-    pub min_instances: u32,
-    /// Most instances.
-    pub max_instances: u32,
-    /// CPU target, percent.
-    pub target_cpu_percent: f64,
-    /// Memory target, percent.
-    pub target_memory_percent: f64,
-    /// p95 latency target, ms.
-    pub target_response_time_ms: f64,
-    /// CPU or memory above this scales up, percent.
-    pub scale_up_threshold: f64,
-    /// Every metric under this allows scaling down, percent.
-    pub scale_down_threshold: f64,
-    /// Minutes after any event before a scale-up.
-    pub scale_up_cooldown_minutes: u32,
-    /// Minutes after any event before a scale-down.
-    pub scale_down_cooldown_minutes: u32,
-    /// Whether the policy is evaluated.
-    pub enabled: bool,
-}
-
-impl From<&PolicyConfig> for PolicyRow {
-    fn from(p: &PolicyConfig) -> Self {
-        Self {
-            min_instances: p.min_instances,
-            max_instances: p.max_instances,
-            target_cpu_percent: p.target_cpu_percent,
-            target_memory_percent: p.target_memory_percent,
-            target_response_time_ms: p.target_response_time_ms,
-            scale_up_threshold: p.scale_up_threshold,
-            scale_down_threshold: p.scale_down_threshold,
-            scale_up_cooldown_minutes: p.scale_up_cooldown_minutes,
-            scale_down_cooldown_minutes: p.scale_down_cooldown_minutes,
-            enabled: p.enabled,
-        }
-    }
-}
+/// The `scaling_policies` columns a decision reads: the typed config row,
+/// whether it came from the config file or from the database.
+pub type PolicyRow = PolicyConfig;
 
 /// The `resource_quotas` columns a decision reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
