@@ -17,6 +17,7 @@ use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::proxy::{server, upstream, Proxy, ProxyServer, Router};
 use crate::registry::Registry;
+use crate::scale::control::ControlPlane;
 use crate::telemetry;
 
 /// Why tidegate could not start.
@@ -40,6 +41,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The running services.
     pub registry: Arc<Registry>,
+    /// Orchestrators, recorder and scaling loop.
+    pub control: ControlPlane,
     shutdown: watch::Sender<bool>,
     proxy_task: JoinHandle<bool>,
     admin_task: JoinHandle<()>,
@@ -76,6 +79,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let proxy_addrs = server.local_addrs();
 
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let control = ControlPlane::start(&config, &registry, shutdown_rx.clone()).await;
     let grace = config.proxy.shutdown_grace;
     let proxy_task = tokio::spawn(server.run(shutdown_rx.clone(), grace));
     let admin_state = AdminState {
@@ -103,6 +107,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         proxy_addrs,
         admin_addr,
         registry,
+        control,
         shutdown,
         proxy_task,
         admin_task,
@@ -121,6 +126,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let drained = self.proxy_task.await.unwrap_or(false);
         let _ = self.admin_task.await;
+        self.control.shutdown().await;
         info!(drained, "tidegate stopped");
         drained
     }

@@ -7,10 +7,14 @@
 //! of those samples, the instance count, the quota and the last event, so the
 //! live scaler, the tests and the PostgreSQL parity test run the same rules.
 
+pub mod control;
 pub mod decision;
 pub mod event;
+pub mod leader;
 pub mod procfs;
 pub mod recorder;
+pub mod scaler;
+pub mod source;
 pub mod window;
 
 pub use decision::{decide, Decision, Direction, Inputs, PolicyRow, QuotaRow, TriggerMetric};
