@@ -77,17 +77,6 @@ fn load(
     (ok, failed)
 }
 
-async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    condition()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
     let running = support::start(config()).await;
@@ -106,7 +95,8 @@ async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
         Duration::ZERO,
         stop.clone(),
     );
-    let scaled_up = eventually(Duration::from_secs(60), || service.table.load().len() == 2).await;
+    let scaled_up =
+        support::eventually(Duration::from_secs(60), || service.table.load().len() == 2).await;
     assert!(scaled_up, "CPU over the threshold adds an instance");
     let second = service
         .table
@@ -116,7 +106,7 @@ async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
         .find(|i| i.id() != &first)
         .cloned()
         .expect("a new instance is in the table");
-    let served = eventually(Duration::from_secs(10), || {
+    let served = support::eventually(Duration::from_secs(10), || {
         second.state.requests.load(Ordering::Relaxed) > 0
     })
     .await;
@@ -130,7 +120,8 @@ async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
         Duration::from_millis(50),
         idle_stop.clone(),
     );
-    let scaled_down = eventually(Duration::from_secs(60), || service.table.load().len() == 1).await;
+    let scaled_down =
+        support::eventually(Duration::from_secs(60), || service.table.load().len() == 1).await;
     idle_stop.store(true, Ordering::Relaxed);
     assert!(
         scaled_down,
@@ -151,11 +142,19 @@ async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
         "no request fails while scaling up"
     );
 
-    let recorded = eventually(Duration::from_secs(10), || {
-        running.control.events.all().iter().any(|e| e.event_type == EventType::ScaleDown)
+    let recorded = support::eventually(Duration::from_secs(10), || {
+        running
+            .control
+            .events
+            .all()
+            .iter()
+            .any(|e| e.event_type == EventType::ScaleDown)
     })
     .await;
-    assert!(recorded, "the scale-down is recorded once its instance has stopped");
+    assert!(
+        recorded,
+        "the scale-down is recorded once its instance has stopped"
+    );
     let events = running.control.events.all();
     let up = events
         .iter()

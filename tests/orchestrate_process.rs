@@ -55,18 +55,6 @@ fn process_config(service: &Service) -> tidegate::config::ProcessConfig {
     }
 }
 
-/// Polls `condition` every 20 ms for at most `limit`.
-async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    condition()
-}
-
 #[tokio::test]
 async fn started_instance_joins_the_table_only_once_healthy_and_serves() {
     let service = service(&demo(""), "20s");
@@ -127,13 +115,13 @@ async fn instance_that_exits_on_its_own_is_replaced_and_recorded() {
 
     killpg(Pid::from_raw(group as i32), Signal::SIGKILL).expect("the group exists");
 
-    let replaced = eventually(Duration::from_secs(20), || {
+    let replaced = support::eventually(Duration::from_secs(20), || {
         let table = service.table.load();
         table.len() == 1 && table.instances()[0].id() != first.id()
     })
     .await;
     assert!(replaced, "a crashed instance is replaced by a new one");
-    let recorded = eventually(Duration::from_secs(5), || !events.all().is_empty()).await;
+    let recorded = support::eventually(Duration::from_secs(5), || !events.all().is_empty()).await;
     assert!(recorded, "the replacement is recorded as an event");
     let event = &events.all()[0];
     assert_eq!(event.event_type, EventType::ScaleUp);
@@ -154,7 +142,7 @@ async fn scale_down_waits_for_requests_in_flight_before_stopping() {
         drop(guard);
         answer
     });
-    eventually(Duration::from_secs(5), || instance.in_flight() == 1).await;
+    support::eventually(Duration::from_secs(5), || instance.in_flight() == 1).await;
     let errors = orchestrate::scale_down(&service, orch.as_ref(), 1, Duration::from_secs(10)).await;
 
     assert!(errors.is_empty(), "the stop succeeds: {errors:?}");
@@ -187,7 +175,7 @@ async fn no_process_outlives_the_orchestrator() {
 
     drop(orch);
 
-    let gone = eventually(Duration::from_secs(5), || {
+    let gone = support::eventually(Duration::from_secs(5), || {
         pids.iter().all(|pid| !alive(*pid))
     })
     .await;

@@ -179,3 +179,15 @@ pub async fn send(req: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, St
         String::from_utf8_lossy(&body).into_owned(),
     )
 }
+
+/// Polls `condition` every 20 ms for at most `limit`; returns its last answer.
+pub async fn eventually(limit: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    condition()
+}
