@@ -25,6 +25,8 @@ pub struct ControlPlane {
     pub orchestrators: Vec<Arc<dyn Orchestrator>>,
     /// The scaling events recorded by this node.
     pub events: Arc<MemoryEvents>,
+    /// The recorder's recent samples.
+    pub samples: Arc<MemorySink>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -62,7 +64,7 @@ impl ControlPlane {
                 })
                 .collect(),
         );
-        let sink: Arc<dyn SampleSink> = samples;
+        let sink: Arc<dyn SampleSink> = samples.clone();
         let mut tasks = vec![tokio::spawn(recorder::run(
             recorder,
             sink,
@@ -83,6 +85,7 @@ impl ControlPlane {
         Self {
             orchestrators,
             events,
+            samples,
             tasks,
         }
     }
