@@ -26,6 +26,8 @@
 //! share of expected samples present, in percent.
 
 #[cfg(test)]
+mod cases;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
@@ -38,7 +40,8 @@ use crate::config::{PolicyConfig, QuotaConfig, ServiceKind};
 /// Hours in a month, as cloud price lists count them.
 pub const HOURS_PER_MONTH: f64 = 730.0;
 
-/// Float slack for the ceiling, so that `2 * 140 / 70` stays 4 and not 5.
+/// Float slack for the ceiling and the tolerance band, so that `2 * 140 / 70`
+/// stays 4 and `77 / 70` sits on the 10% band, as in PostgreSQL's exact numerics.
 const CEIL_SLACK: f64 = 1e-9;
 
 /// The `scaling_policies` columns a decision reads: the typed config row,
@@ -251,7 +254,7 @@ fn readings(policy: &PolicyRow, levels: &Levels, tolerance_percent: f64) -> Vec<
 /// `ceil(current * value / target)`, or `current` inside the tolerance band.
 fn proportional(current: u32, r: &Reading, tolerance_percent: f64) -> u32 {
     let ratio = r.value / r.target;
-    if (ratio - 1.0).abs() <= tolerance_percent / 100.0 {
+    if (ratio - 1.0).abs() <= tolerance_percent / 100.0 + CEIL_SLACK {
         return current;
     }
     let wanted = (f64::from(current) * ratio - CEIL_SLACK).ceil();
