@@ -243,3 +243,58 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::Outcome;
+    use crate::config::Config;
+    use crate::orchestrate::fixed::StaticOrchestrator;
+
+    fn recorded() -> Recorded {
+        let text = r#"
+            [services.app]
+            routes = [{ path_prefix = "/" }]
+            instances = [{ address = "127.0.0.1:9" }]
+        "#;
+        let config = Config::parse(text, std::path::Path::new(".")).expect("valid config");
+        let service = Arc::new(Service::new(config.services[0].clone()));
+        Recorded {
+            orchestrator: Arc::new(StaticOrchestrator::new(Arc::clone(&service))),
+            service,
+        }
+    }
+
+    #[test]
+    fn each_sample_covers_only_its_interval() {
+        let recorded = recorded();
+        let instance = Arc::clone(&recorded.service.table.load().instances()[0]);
+        let mut recorder = Recorder::new(vec![recorded]);
+        for outcome in [
+            Outcome::Success,
+            Outcome::ServerError,
+            Outcome::Success,
+            Outcome::Success,
+        ] {
+            instance.dispatch().set_outcome(outcome);
+        }
+        let _open = instance.dispatch();
+
+        let first = recorder.sample_all(Utc::now()).remove(0);
+        assert_eq!(first.request_count, 4);
+        assert_eq!(first.error_rate_percent, 25.0);
+        assert_eq!(first.active_connections, 1, "the open request is in flight");
+        assert!(first.response_time_p95_ms.is_some());
+        assert_eq!(
+            first.cpu_percent, None,
+            "tidegate does not run a static instance"
+        );
+
+        let second = recorder.sample_all(Utc::now()).remove(0);
+        assert_eq!(
+            second.request_count, 0,
+            "the next interval starts from the previous read"
+        );
+        assert_eq!(second.response_time_p95_ms, None, "no request, no latency");
+    }
+}
