@@ -6,6 +6,8 @@
 //! service's evaluation waits for its own action to finish (a scale-up waits
 //! for the new instances to pass their probes), so one service never has two
 //! actions in flight; services are evaluated one after the other.
+// TODO: a slow start on one service (up to its start_timeout) delays the
+// evaluation of the others; one task per service would isolate them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
