@@ -15,6 +15,7 @@ use tracing::info;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::health;
 use crate::proxy::{server, upstream, Proxy, ProxyServer, Router};
 use crate::registry::Registry;
 use crate::scale::control::ControlPlane;
@@ -46,6 +47,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     proxy_task: JoinHandle<bool>,
     admin_task: JoinHandle<()>,
+    probers: tokio::task::JoinSet<()>,
 }
 
 /// Binds every listener and starts serving.
@@ -88,6 +90,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         prometheus,
         token: config.admin.token.clone(),
     };
+    let probers = health::prober::spawn(&registry, shutdown_rx.clone());
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown_rx));
 
     ready.store(true, Ordering::Release);
@@ -111,6 +114,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown,
         proxy_task,
         admin_task,
+        probers,
     })
 }
 
@@ -126,6 +130,8 @@ impl Running {
         let _ = self.shutdown.send(true);
         let drained = self.proxy_task.await.unwrap_or(false);
         let _ = self.admin_task.await;
+        let mut probers = self.probers;
+        while probers.join_next().await.is_some() {}
         self.control.shutdown().await;
         info!(drained, "tidegate stopped");
         drained

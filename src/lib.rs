@@ -18,6 +18,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod health;
 pub mod ids;
 pub mod orchestrate;
 pub mod proxy;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::balance::{Balancer, Instance, InstanceTable, TableHandle};
 use crate::config::{Config, ServiceConfig};
+use crate::health::ServiceHealth;
 use crate::ids::{InstanceId, ServiceName};
 
 /// One service at run time.
@@ -22,6 +23,8 @@ pub struct Service {
     pub table: TableHandle,
     /// Its balancing algorithm and state.
     pub balancer: Balancer,
+    /// Its in-flight count and retry budget.
+    pub health: ServiceHealth,
 }
 
 impl Service {
@@ -36,6 +39,7 @@ impl Service {
             name: config.name.clone(),
             balancer: Balancer::new(&config.balancer),
             table: TableHandle::new(InstanceTable::new(instances)),
+            health: ServiceHealth::default(),
             config,
         }
     }

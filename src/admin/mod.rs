@@ -3,6 +3,8 @@
 //! It runs on its own port so that a saturated proxy listener never hides the
 //! numbers an operator needs to see why.
 
+mod auth;
+mod instances;
 mod stats;
 
 use std::convert::Infallible;
@@ -90,10 +92,32 @@ fn route(state: &AdminState, req: Request<Incoming>, _client: SocketAddr) -> Adm
             );
             response
         }
+        (&Method::POST, path) if path.starts_with("/admin/") => admin_write(state, &req),
         (_, "/health" | "/ready" | "/stats" | "/metrics") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// An authorized write: drain or undrain an instance.
+fn admin_write(state: &AdminState, req: &Request<Incoming>) -> AdminResponse {
+    if let Err(denied) = auth::authorize(state.token.as_deref(), req.headers()) {
+        let mut response = text(denied.status(), format!("{denied}\n"));
+        if denied.status() == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        return response;
+    }
+    let Some((id, action)) = instances::parse(req.uri().path()) else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    match instances::apply(&state.registry, id, action) {
+        Ok((status, document)) => json(status, &document),
+        Err(status) => text(status, format!("no instance {id}\n")),
     }
 }
 

@@ -27,6 +27,8 @@ struct InstanceStats {
     weight: u32,
     healthy: bool,
     draining: bool,
+    ejected: bool,
+    breaker: &'static str,
     in_flight: u32,
     requests: u64,
     errors: ErrorStats,
@@ -76,6 +78,8 @@ fn instance(i: &Instance) -> InstanceStats {
         weight: i.weight(),
         healthy: st.healthy.load(Ordering::Relaxed),
         draining: st.draining.load(Ordering::Relaxed),
+        ejected: st.health.is_ejected(),
+        breaker: st.health.breaker.state().as_str(),
         in_flight: i.in_flight(),
         requests: st.requests.load(Ordering::Relaxed),
         errors: ErrorStats {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock;
+use crate::health::InstanceHealth;
 use crate::ids::{InstanceId, ServiceName};
 use crate::telemetry::histogram::LatencyHistogram;
 use crate::telemetry::instance::InstanceMetrics;
@@ -113,6 +114,14 @@ pub struct InstanceState {
     pub draining: AtomicBool,
     /// Consecutive failed requests, for passive ejection.
     pub consecutive_failures: AtomicU32,
+    /// Ejection, circuit breaker and drain wake-up.
+    pub health: InstanceHealth,
+}
+
+/// Told when a request to an instance ends, after the instance's counters are updated.
+pub trait FinishObserver: Send + Sync {
+    /// The request ended with `outcome`.
+    fn finished(&self, instance: &Instance, outcome: Outcome);
 }
 
 impl Instance {
@@ -139,6 +148,7 @@ impl Instance {
                 healthy: AtomicBool::new(true),
                 draining: AtomicBool::new(false),
                 consecutive_failures: AtomicU32::new(0),
+                health: InstanceHealth::default(),
             },
         })
     }
@@ -183,11 +193,13 @@ impl Instance {
         self.state.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Whether the balancer may pick it: healthy, not draining, weight above zero.
+    /// Whether the balancer may pick it: healthy, not draining, not ejected,
+    /// breaker not open, weight above zero.
     pub fn is_eligible(&self) -> bool {
         self.weight > 0
             && self.state.healthy.load(Ordering::Relaxed)
             && !self.state.draining.load(Ordering::Relaxed)
+            && self.state.health.admits_picks()
     }
 
     /// Counts a request as dispatched; the guard counts it finished when dropped.
@@ -198,6 +210,7 @@ impl Instance {
             started: Instant::now(),
             outcome: Outcome::Cancelled,
             status: 0,
+            observer: None,
         }
     }
 
@@ -208,7 +221,10 @@ impl Instance {
 
     fn finish(&self, latency: Duration, outcome: Outcome, status: u16) {
         let s = &self.state;
-        s.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // SeqCst pairs with the drain's flag store and count load: one side sees the other.
+        let in_flight = s.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+        s.health
+            .request_finished(in_flight, s.draining.load(Ordering::SeqCst));
         if outcome == Outcome::Cancelled {
             return;
         }
@@ -280,9 +296,15 @@ pub struct InFlight {
     started: Instant,
     outcome: Outcome,
     status: u16,
+    observer: Option<Arc<dyn FinishObserver>>,
 }
 
 impl InFlight {
+    /// Has `observer` told how the request ended, when the guard drops.
+    pub fn observe(&mut self, observer: Arc<dyn FinishObserver>) {
+        self.observer = Some(observer);
+    }
+
     /// The instance the request went to.
     pub fn instance(&self) -> &Arc<Instance> {
         &self.instance
@@ -318,6 +340,9 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.instance
             .finish(self.started.elapsed(), self.outcome, self.status);
+        if let Some(observer) = self.observer.take() {
+            observer.finished(&self.instance, self.outcome);
+        }
     }
 }
 

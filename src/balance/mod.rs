@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-pub use instance::{ErrorClass, InFlight, Instance, Outcome};
+pub use instance::{ErrorClass, FinishObserver, InFlight, Instance, Outcome};
 pub use table::{InstanceTable, TableHandle};
 
 use crate::config::{Algorithm, BalancerConfig};

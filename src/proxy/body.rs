@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 
 use super::error::{BoxError, ProxyError};
 use crate::balance::{InFlight, Outcome};
+use crate::health::Admission;
 
 /// A request body on its way to an instance.
 #[derive(Debug)]
@@ -102,6 +103,8 @@ pub enum ResponseBody {
         inner: Incoming,
         /// Dropped at the end of the body, on error, or when the client goes away.
         guard: Option<InFlight>,
+        /// The request's place in its service's in-flight count, released with the body.
+        admission: Option<Admission>,
     },
     /// A response tidegate wrote itself.
     Local(Full<Bytes>),
@@ -123,7 +126,7 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ResponseBody::Upstream { inner, guard } => {
+            ResponseBody::Upstream { inner, guard, .. } => {
                 let frame = ready!(Pin::new(inner).poll_frame(cx));
                 match &frame {
                     Some(Ok(_)) => {}

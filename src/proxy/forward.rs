@@ -5,7 +5,9 @@
 //! inside the response body until its last byte.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -16,10 +18,14 @@ use tracing::debug;
 use super::body::{RequestBody, ResponseBody};
 use super::error::{BoxError, ProxyError};
 use super::headers;
+use super::retry::{self, failure_of, may_retry, Failure, Tried, TryBody};
 use super::router::Router;
 use super::upstream::UpstreamClient;
-use crate::balance::{InFlight, Instance, Outcome, RequestKey};
+use crate::balance::{FinishObserver, InFlight, Instance, InstanceTable, Outcome, RequestKey};
+use crate::clock;
 use crate::config::{Limits, Timeouts};
+use crate::health::service::breaker_admits;
+use crate::health::{self, BreakerState};
 use crate::registry::Service;
 use crate::telemetry::names;
 
@@ -82,23 +88,92 @@ impl Proxy {
             .route(host.as_deref(), req.uri().path())
             .ok_or(ProxyError::NoRoute)?;
         self.check_body_size(&req)?;
+        let admission =
+            health::service::admit(service).ok_or_else(|| overloaded(service, "max_in_flight"))?;
+        if service.config.balancer.max_retries > 0 {
+            service.health.budget.deposit(clock::now_ns());
+        }
 
         let key = RequestKey {
             client_ip: downstream.addr.ip(),
         };
-        let instance = {
-            let table = service.table.load();
-            service.balancer.pick(&table, &key)
-        }
-        .ok_or_else(|| ProxyError::NoInstance {
-            service: service.name.clone(),
-        })?;
-
         let (parts, body) = req.into_parts();
-        let body = RequestBody::stream(body, self.limits.max_body_bytes);
-        let upstream_req = self.upstream_request(parts, body, &instance, downstream)?;
-        let guard = instance.dispatch();
-        self.send(service, upstream_req, guard).await
+        let mut body = TryBody::prepare(
+            &parts.method,
+            &parts.headers,
+            body,
+            &service.config,
+            self.limits.max_body_bytes,
+        )
+        .await?;
+        let parts = self.rewrite_head(parts, downstream)?;
+        let mut response = self.tries(service, &key, parts, &mut body).await?;
+        if let ResponseBody::Upstream {
+            admission: slot, ..
+        } = response.body_mut()
+        {
+            *slot = Some(admission);
+        }
+        Ok(response)
+    }
+
+    /// Sends the request to one instance after another until one answers, a
+    /// failure is not safe to retry, or the tries or the retry budget run out.
+    async fn tries(
+        &self,
+        service: &Arc<Service>,
+        key: &RequestKey,
+        parts: http::request::Parts,
+        body: &mut TryBody,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        let max_tries = (1 + service.config.balancer.max_retries as usize).min(retry::MAX_TRIES);
+        let idempotent = retry::idempotent(&parts.method);
+        let mut tried = Tried::default();
+        let mut last_error = None;
+        let mut parts = Some(parts);
+        loop {
+            let instance = match pick(service, key, &tried) {
+                Ok(instance) => instance,
+                Err(error) => return Err(last_error.unwrap_or(error)),
+            };
+            tried.push(&instance);
+            let last_try = tried.len() >= max_tries || !body.replayable();
+            // TODO: a try that may be followed by another sends a copy of the head (one
+            // header map allocation); measure whether keeping it only while the retry
+            // budget has room is worth the extra check.
+            let head = match (last_try, parts.as_ref()) {
+                (false, Some(p)) => p.clone(),
+                _ => parts
+                    .take()
+                    .expect("the head is moved only into the last try"),
+            };
+            let try_body = body
+                .next()
+                .expect("a streamed body is never retried, so every try has a body");
+            let req = upstream_request(head, try_body, &instance)?;
+            // TODO: retries get their own `retry_timeout` rather than what is left of
+            // the request's deadline, so a request may take up to `request` plus
+            // `max_retries` times `retry_timeout`; an overall deadline would bound it.
+            let timeout = if tried.len() == 1 {
+                self.timeouts.request
+            } else {
+                service.config.balancer.retry_timeout
+            };
+
+            let mut guard = instance.dispatch();
+            guard.observe(Arc::clone(service) as Arc<dyn FinishObserver>);
+            let result = self.send(service, req, guard, timeout).await;
+            let failure = match &result {
+                Ok(response) if response.status().is_server_error() => Failure::Sent,
+                Ok(_) => return result,
+                Err(error) => failure_of(error),
+            };
+            if last_try || !may_retry(service, idempotent, failure) {
+                return result;
+            }
+            // A 5xx answer being retried is dropped here; its guard records the failure.
+            last_error = result.err();
+        }
     }
 
     fn check_body_size(&self, req: &Request<Incoming>) -> Result<(), ProxyError> {
@@ -116,26 +191,13 @@ impl Proxy {
         }
     }
 
-    /// Rewrites a client request into the request sent to `instance`.
-    fn upstream_request(
+    /// Rewrites a client request head for the instances: hop-by-hop headers
+    /// out, forwarding headers in, `Host` kept. Done once for every try.
+    fn rewrite_head(
         &self,
         mut parts: http::request::Parts,
-        body: RequestBody,
-        instance: &Instance,
         downstream: Downstream,
-    ) -> Result<Request<RequestBody>, ProxyError> {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .unwrap_or("/");
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(instance.authority().clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|_| ProxyError::BadRequest("request target"))?;
-
+    ) -> Result<http::request::Parts, ProxyError> {
         let headers = &mut parts.headers;
         if !headers.contains_key(header::HOST) {
             // HTTP/2 clients send :authority instead of Host; HTTP/1.1 instances need Host.
@@ -154,11 +216,7 @@ impl Proxy {
             parts.version,
             host.as_ref(),
         );
-
-        let mut req = Request::from_parts(parts, body);
-        *req.uri_mut() = uri;
-        *req.version_mut() = Version::HTTP_11;
-        Ok(req)
+        Ok(parts)
     }
 
     /// Sends one try and turns the instance's answer into the client's response.
@@ -167,19 +225,15 @@ impl Proxy {
         service: &Service,
         req: Request<RequestBody>,
         mut guard: InFlight,
+        timeout: Duration,
     ) -> Result<Response<ResponseBody>, ProxyError> {
-        let instance = Arc::clone(guard.instance());
-        let addr = instance.addr();
-        let result = tokio::time::timeout(self.timeouts.request, self.client.request(req)).await;
+        let addr = guard.instance().addr();
+        let result = tokio::time::timeout(timeout, self.client.request(req)).await;
         let response = match result {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
                 let error = classify(error, addr);
-                guard.set_outcome(match &error {
-                    ProxyError::Connect { .. } => Outcome::ConnectFailed,
-                    ProxyError::BodyTooLarge { .. } => Outcome::Cancelled,
-                    _ => Outcome::Reset,
-                });
+                guard.set_outcome(outcome_of(&error));
                 debug!(service = %service.name, instance = %addr, error = %error, "upstream request failed");
                 return Err(error);
             }
@@ -199,6 +253,7 @@ impl Proxy {
         let body = ResponseBody::Upstream {
             inner: body,
             guard: Some(guard),
+            admission: None,
         };
         Ok(Response::from_parts(parts, body))
     }
@@ -211,6 +266,88 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+}
+
+/// The request one try sends: the rewritten head, addressed to `instance`.
+fn upstream_request(
+    mut parts: http::request::Parts,
+    body: RequestBody,
+    instance: &Instance,
+) -> Result<Request<RequestBody>, ProxyError> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    parts.uri = Uri::builder()
+        .scheme("http")
+        .authority(instance.authority().clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| ProxyError::BadRequest("request target"))?;
+    parts.version = Version::HTTP_11;
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Picks an instance not tried yet whose breaker admits a request.
+///
+/// The balancer is asked first; if it keeps offering tried or refused
+/// instances (a hash, a sticky session), the table is scanned in order.
+fn pick(service: &Service, key: &RequestKey, tried: &Tried) -> Result<Arc<Instance>, ProxyError> {
+    let table = service.table.load();
+    let breaker = service.config.balancer.circuit_breaker_enabled;
+    let cfg = &service.config.resilience;
+    let usable = |i: &Instance| !tried.contains(i) && breaker_admits(i, cfg, breaker);
+    for _ in 0..table.len().min(PICK_ATTEMPTS) {
+        match service.balancer.pick(&table, key) {
+            Some(instance) if usable(&instance) => return Ok(instance),
+            Some(_) => continue,
+            None => break,
+        }
+    }
+    table
+        .instances()
+        .iter()
+        .find(|i| i.is_eligible() && usable(i))
+        .cloned()
+        .ok_or_else(|| unavailable(service, &table))
+}
+
+/// Balancer picks tried before scanning the table for an untried instance.
+const PICK_ATTEMPTS: usize = 3;
+
+/// Why no instance could take the request: breakers, or nothing eligible at all.
+fn unavailable(service: &Service, table: &InstanceTable) -> ProxyError {
+    let broken = table.instances().iter().any(|i| {
+        i.state.healthy.load(Ordering::Relaxed)
+            && !i.state.draining.load(Ordering::Relaxed)
+            && !i.state.health.is_ejected()
+            && i.state.health.breaker.state() != BreakerState::Closed
+    });
+    if broken && service.config.balancer.circuit_breaker_enabled {
+        overloaded(service, "breaker_open")
+    } else {
+        ProxyError::NoInstance {
+            service: service.name.clone(),
+        }
+    }
+}
+
+fn overloaded(service: &Service, reason: &'static str) -> ProxyError {
+    ProxyError::Overloaded {
+        service: service.name.clone(),
+        reason,
+    }
+}
+
+/// What a failed try means for the instance's counters.
+fn outcome_of(error: &ProxyError) -> Outcome {
+    match error {
+        ProxyError::Connect { .. } => Outcome::ConnectFailed,
+        ProxyError::Timeout { .. } => Outcome::Timeout,
+        ProxyError::BodyTooLarge { .. } | ProxyError::BadRequest(_) => Outcome::Cancelled,
+        _ => Outcome::Reset,
+    }
 }
 
 /// Tells a connect failure from a failure after connecting, and finds a body-limit error.

@@ -9,6 +9,7 @@ pub mod body;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod retry;
 pub mod router;
 pub mod server;
 pub mod upstream;

@@ -12,6 +12,16 @@ pub const UPSTREAM_ERRORS_TOTAL: &str = "tidegate_upstream_errors_total";
 pub const LOCAL_RESPONSES_TOTAL: &str = "tidegate_local_responses_total";
 /// Client connections open now.
 pub const CONNECTIONS_OPEN: &str = "tidegate_connections_open";
+/// Health changes decided by probes, by service, instance and new state (`healthy`, `unhealthy`).
+pub const HEALTH_TRANSITIONS_TOTAL: &str = "tidegate_health_transitions_total";
+/// Outlier ejections and restorations, by service, instance and `to` (`ejected`, `restored`).
+pub const EJECTION_TRANSITIONS_TOTAL: &str = "tidegate_ejection_transitions_total";
+/// Circuit breaker changes, by service, instance and `to` (`open`, `half_open`, `closed`).
+pub const BREAKER_TRANSITIONS_TOTAL: &str = "tidegate_breaker_transitions_total";
+/// Drain changes, by service, instance and `to` (`draining`, `drained`, `drain_timeout`, `undrained`).
+pub const DRAIN_TRANSITIONS_TOTAL: &str = "tidegate_drain_transitions_total";
+/// Retries, by service and result (`sent`, `budget_exhausted`).
+pub const RETRIES_TOTAL: &str = "tidegate_retries_total";
 
 /// Time from a scaling decision to the last new instance serving (or the last old one stopped),
 /// by service and direction.
@@ -47,6 +57,31 @@ pub fn describe() {
         "Requests answered by tidegate itself (no route, no instance, limits)"
     );
     describe_gauge!(CONNECTIONS_OPEN, Unit::Count, "Client connections open now");
+    describe_counter!(
+        HEALTH_TRANSITIONS_TOTAL,
+        Unit::Count,
+        "Instance health changes decided by active probes"
+    );
+    describe_counter!(
+        EJECTION_TRANSITIONS_TOTAL,
+        Unit::Count,
+        "Instances ejected or restored by passive outlier detection"
+    );
+    describe_counter!(
+        BREAKER_TRANSITIONS_TOTAL,
+        Unit::Count,
+        "Circuit breaker state changes per instance"
+    );
+    describe_counter!(
+        DRAIN_TRANSITIONS_TOTAL,
+        Unit::Count,
+        "Instance drain state changes"
+    );
+    describe_counter!(
+        RETRIES_TOTAL,
+        Unit::Count,
+        "Retries sent, or refused because the retry budget was spent"
+    );
     describe_histogram!(
         SCALING_LATENCY,
         Unit::Seconds,

@@ -4,6 +4,8 @@
 //! Every server binds port 0, so tests run in parallel without a port registry.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
 
+pub mod faults;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -278,7 +278,11 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
     let current = inputs.current;
     let window = &inputs.observed.window;
     // A disabled policy is not evaluated, so nothing backs a confidence.
-    let confidence = if policy.enabled { confidence(inputs) } else { 0.0 };
+    let confidence = if policy.enabled {
+        confidence(inputs)
+    } else {
+        0.0
+    };
     let hold = |reason: String| Decision {
         should_scale: false,
         scale_direction: Direction::None,
