@@ -91,7 +91,7 @@ async fn instance_never_healthy_is_killed_and_the_start_fails() {
         .expect_err("a process that never answers fails to start");
 
     assert!(
-        error.to_string().contains("not healthy"),
+        error.to_string().contains("did not pass"),
         "the error says why: {error}"
     );
     assert!(

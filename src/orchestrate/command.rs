@@ -14,27 +14,22 @@ use futures_util::future::BoxFuture;
 use tokio::process::Command;
 use tracing::info;
 
-use super::probe::StartProbe;
 use super::{OrchestrateError, Orchestrator};
 use crate::balance::Instance;
 use crate::config::CommandConfig;
+use crate::health::prober;
 use crate::registry::Service;
 
 /// Operator scripts.
 pub struct CommandOrchestrator {
     service: Arc<Service>,
     config: CommandConfig,
-    probe: StartProbe,
 }
 
 impl CommandOrchestrator {
     /// The command orchestrator of a service.
     pub fn new(service: Arc<Service>, config: CommandConfig) -> Self {
-        Self {
-            probe: StartProbe::new(&service.config.balancer),
-            service,
-            config,
-        }
+        Self { service, config }
     }
 
     async fn run(&self, script: &'static str, command: &str) -> Result<String, OrchestrateError> {
@@ -94,15 +89,14 @@ impl Orchestrator for CommandOrchestrator {
                     reason: "printed no address".into(),
                 }
             })?;
-            let healthy =
-                tokio::time::timeout(self.config.timeout, self.probe.until_healthy(addr)).await;
-            if healthy.is_err() {
-                return Err(OrchestrateError::Start {
-                    addr: addr.to_string(),
-                    reason: format!("not healthy within {:?}", self.config.timeout),
-                });
-            }
             let instance = Instance::from_addr(self.service.name.clone(), addr, 1);
+            let balancer = &self.service.config.balancer;
+            prober::wait_until_healthy(&instance, balancer, self.config.timeout)
+                .await
+                .map_err(|e| OrchestrateError::Start {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })?;
             self.service.table.add(Arc::clone(&instance));
             info!(service = %self.service.name, instance = %addr, "instance added");
             Ok(instance)

@@ -16,11 +16,9 @@
 
 pub mod command;
 pub mod fixed;
-pub mod probe;
 pub mod process;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +27,7 @@ use tracing::info;
 
 use crate::balance::Instance;
 use crate::config::OrchestratorConfig;
+use crate::health::drain;
 use crate::ids::InstanceId;
 use crate::registry::Service;
 use crate::scale::event::EventSink;
@@ -165,29 +164,17 @@ pub fn least_utilized(service: &Service, count: usize) -> Vec<Arc<Instance>> {
     instances
 }
 
-/// Takes an instance out of the table, marks it draining and waits for its
-/// requests to finish, at most `timeout`. Returns whether it drained fully.
+/// Takes an instance out of the table, then drains it: no new requests, and
+/// its requests in flight finish, for at most `timeout`. Returns whether it drained fully.
 pub async fn retire(service: &Service, instance: &Arc<Instance>, timeout: Duration) -> bool {
-    instance.state.draining.store(true, Ordering::Release);
+    drain::begin(instance);
     service.table.remove(instance.id());
-    let drained = wait_drained(instance, timeout).await;
+    let drained = drain::drain(instance, timeout).await;
     info!(
         service = %service.name,
         instance = %instance.addr(),
         drained,
-        in_flight = instance.in_flight(),
         "instance removed"
     );
     drained
-}
-
-async fn wait_drained(instance: &Instance, timeout: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while instance.in_flight() > 0 {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    true
 }

@@ -30,10 +30,10 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use super::probe::StartProbe;
 use super::{OrchestrateError, Orchestrator};
 use crate::balance::Instance;
 use crate::config::ProcessConfig;
+use crate::health::prober;
 use crate::ids::InstanceId;
 use crate::registry::Service;
 use crate::scale::event::{EventSink, EventType, ScalingEvent};
@@ -47,7 +47,6 @@ pub struct ProcessOrchestrator {
 struct Inner {
     service: Arc<Service>,
     config: ProcessConfig,
-    probe: StartProbe,
     events: Arc<dyn EventSink>,
     children: Mutex<HashMap<InstanceId, Running>>,
     next_port: AtomicU16,
@@ -62,8 +61,6 @@ struct Running {
     addr: SocketAddr,
     /// Set before it is stopped on purpose, so its exit is not taken for a crash.
     stopping: bool,
-    /// Set once it passed its start-up probe.
-    serving: bool,
 }
 
 impl ProcessOrchestrator {
@@ -78,7 +75,6 @@ impl ProcessOrchestrator {
             .unwrap_or_else(|_| "tidegate".into());
         Arc::new(Self {
             inner: Arc::new(Inner {
-                probe: StartProbe::new(&service.config.balancer),
                 next_port: AtomicU16::new(config.ports.0),
                 service,
                 config,
@@ -177,16 +173,16 @@ impl Inner {
                 group,
                 addr,
                 stopping: false,
-                serving: false,
             },
         );
 
+        let instance = Instance::from_addr(self.service.name.clone(), addr, 1);
+        let balancer = &self.service.config.balancer;
         let outcome = tokio::select! {
-            _ = self.probe.until_healthy(addr) => Ok(()),
-            status = child.wait() => Err(format!("exited before becoming healthy ({})", describe(status))),
-            _ = tokio::time::sleep(self.config.start_timeout) => {
-                Err(format!("not healthy within {:?}", self.config.start_timeout))
+            probed = prober::wait_until_healthy(&instance, balancer, self.config.start_timeout) => {
+                probed.map_err(|e| e.to_string())
             }
+            status = child.wait() => Err(format!("exited before becoming healthy ({})", describe(status))),
         };
         if let Err(reason) = outcome {
             self.lock().remove(&id);
@@ -196,10 +192,6 @@ impl Inner {
             return Err(start_error(addr, reason));
         }
 
-        if let Some(running) = self.lock().get_mut(&id) {
-            running.serving = true;
-        }
-        let instance = Instance::from_addr(self.service.name.clone(), addr, 1);
         self.service.table.add(Arc::clone(&instance));
         info!(
             service = %self.service.name,
