@@ -16,34 +16,7 @@ use tidegate::scale::event::EventType;
 const LOAD_CLIENTS: usize = 8;
 
 fn config() -> tidegate::config::Config {
-    support::config(&format!(
-        r#"
-        [store]
-        metrics_interval = "200ms"
-        [scaler]
-        evaluation_interval = "200ms"
-        window = "1s"
-        [services.app]
-        routes = [{{ path_prefix = "/" }}]
-        [services.app.load_balancer]
-        healthy_threshold = 1
-        [services.app.scaling]
-        min_instances = 1
-        max_instances = 2
-        target_cpu_percent = 30.0
-        scale_up_threshold = 40.0
-        scale_down_threshold = 10.0
-        scale_up_cooldown_minutes = 0
-        scale_down_cooldown_minutes = 0
-        [services.app.orchestrator]
-        kind = "process"
-        command = "{} demo-backend --port {{port}} --work-us 3000"
-        port_range = "0-0"
-        start_timeout = "20s"
-        stop_grace = "2s"
-        "#,
-        env!("CARGO_BIN_EXE_tidegate")
-    ))
+    support::autoscaled_app("", "scale_down_threshold = 10.0")
 }
 
 /// Sends requests from `clients` tasks, each pausing `pace` between requests,

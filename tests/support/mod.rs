@@ -193,3 +193,39 @@ pub async fn eventually(limit: std::time::Duration, mut condition: impl FnMut() 
     }
     condition()
 }
+
+/// One service `app` running the demo backend (3 ms of CPU per request) on the
+/// process orchestrator, 1 to 2 instances, sampled and evaluated every 200 ms
+/// with no cooldowns. `store` and `policy` add lines to `[store]` and to the
+/// service's `[scaling]` table.
+pub fn autoscaled_app(store: &str, policy: &str) -> Config {
+    config(&format!(
+        r#"
+        [store]
+        metrics_interval = "200ms"
+        {store}
+        [scaler]
+        evaluation_interval = "200ms"
+        window = "1s"
+        [services.app]
+        routes = [{{ path_prefix = "/" }}]
+        [services.app.load_balancer]
+        healthy_threshold = 1
+        [services.app.scaling]
+        min_instances = 1
+        max_instances = 2
+        target_cpu_percent = 30.0
+        scale_up_threshold = 40.0
+        scale_up_cooldown_minutes = 0
+        scale_down_cooldown_minutes = 0
+        {policy}
+        [services.app.orchestrator]
+        kind = "process"
+        command = "{} demo-backend --port {{port}} --work-us 3000"
+        port_range = "0-0"
+        start_timeout = "20s"
+        stop_grace = "2s"
+        "#,
+        env!("CARGO_BIN_EXE_tidegate")
+    ))
+}
