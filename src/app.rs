@@ -19,6 +19,7 @@ use crate::health;
 use crate::proxy::{server, upstream, Proxy, ProxyServer, Router};
 use crate::registry::Registry;
 use crate::scale::control::ControlPlane;
+use crate::store::{StoreError, StoreHandle};
 use crate::telemetry;
 
 /// Why tidegate could not start.
@@ -32,6 +33,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The store's database URL cannot be used.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// A started tidegate.
@@ -42,6 +46,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The running services.
     pub registry: Arc<Registry>,
+    /// The database and the sample queue; ready in the background.
+    pub store: StoreHandle,
     /// Orchestrators, recorder and scaling loop.
     pub control: ControlPlane,
     shutdown: watch::Sender<bool>,
@@ -79,6 +85,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     ));
     let server = ProxyServer::new(listeners, proxy, &config.limits, &config.timeouts);
     let proxy_addrs = server.local_addrs();
+    let store = StoreHandle::start(&config)?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let control = ControlPlane::start(&config, &registry, shutdown_rx.clone()).await;
@@ -110,6 +117,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         proxy_addrs,
         admin_addr,
         registry,
+        store,
         control,
         shutdown,
         proxy_task,
@@ -132,6 +140,7 @@ impl Running {
         let _ = self.admin_task.await;
         let mut probers = self.probers;
         while probers.join_next().await.is_some() {}
+        self.store.shutdown().await;
         self.control.shutdown().await;
         info!(drained, "tidegate stopped");
         drained

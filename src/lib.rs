@@ -24,4 +24,5 @@ pub mod orchestrate;
 pub mod proxy;
 pub mod registry;
 pub mod scale;
+pub mod store;
 pub mod telemetry;

@@ -1,9 +1,10 @@
-//! The `tidegate` command line: `serve`, `check` and `demo-backend`.
+//! The `tidegate` command line: `serve`, `check`, `migrate` and `demo-backend`.
 
 // The CLI's job is to print to the terminal.
 #![allow(clippy::print_stdout)]
 
 mod check;
+mod migrate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Apply, revert or list the store's schema migrations.
+    Migrate {
+        /// up, down (one step; `--all` for every one) or status.
+        #[command(subcommand)]
+        action: migrate::MigrateAction,
+        /// Config file naming the database; default `config/tidegate.toml`, else the embedded default.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Run a small origin server for demos, tests and benchmarks.
     DemoBackend {
         /// Port to listen on (on 127.0.0.1).
@@ -62,6 +72,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Check { config } => check::run(config.as_deref()),
+        Command::Migrate { action, config } => migrate::run(config.as_deref(), action),
         Command::Serve { config } => {
             logging::init(cli.log_format);
             serve(config)

@@ -22,6 +22,14 @@ pub const BREAKER_TRANSITIONS_TOTAL: &str = "tidegate_breaker_transitions_total"
 pub const DRAIN_TRANSITIONS_TOTAL: &str = "tidegate_drain_transitions_total";
 /// Retries, by service and result (`sent`, `budget_exhausted`).
 pub const RETRIES_TOTAL: &str = "tidegate_retries_total";
+/// Samples dropped from the full store queue (the oldest go first).
+pub const STORE_SAMPLES_DROPPED_TOTAL: &str = "tidegate_store_samples_dropped_total";
+/// Samples written to the database.
+pub const STORE_SAMPLES_WRITTEN_TOTAL: &str = "tidegate_store_samples_written_total";
+/// Samples waiting in the store queue.
+pub const STORE_SAMPLE_QUEUE_DEPTH: &str = "tidegate_store_sample_queue_depth";
+/// Failed attempts to write a batch of samples (each is retried).
+pub const STORE_WRITE_FAILURES_TOTAL: &str = "tidegate_store_write_failures_total";
 
 /// Time from a scaling decision to the last new instance serving (or the last old one stopped),
 /// by service and direction.
@@ -81,6 +89,26 @@ pub fn describe() {
         RETRIES_TOTAL,
         Unit::Count,
         "Retries sent, or refused because the retry budget was spent"
+    );
+    describe_counter!(
+        STORE_SAMPLES_DROPPED_TOTAL,
+        Unit::Count,
+        "Samples dropped because the store queue was full"
+    );
+    describe_counter!(
+        STORE_SAMPLES_WRITTEN_TOTAL,
+        Unit::Count,
+        "Samples written to the database"
+    );
+    describe_gauge!(
+        STORE_SAMPLE_QUEUE_DEPTH,
+        Unit::Count,
+        "Samples waiting in the store queue"
+    );
+    describe_counter!(
+        STORE_WRITE_FAILURES_TOTAL,
+        Unit::Count,
+        "Failed attempts to write a batch of samples; each is retried"
     );
     describe_histogram!(
         SCALING_LATENCY,

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
 
 pub mod faults;
+pub mod pg;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -129,10 +130,23 @@ pub fn config(services_toml: &str) -> Config {
         {services_toml}
         "#
     );
-    match Config::parse(&text, Path::new(".")) {
+    match Config::parse(&text, &scratch_dir()) {
         Ok(config) => config,
         Err(e) => panic!("test config is invalid: {:?}", e.lines()),
     }
+}
+
+/// A fresh folder under the target directory, so a test's SQLite file (the
+/// default store, resolved next to the config) never lands in the source tree.
+pub fn scratch_dir() -> std::path::PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "tidegate-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch folder is created");
+    dir
 }
 
 /// A one-service config routing `/` to these origins.
