@@ -131,7 +131,8 @@ async fn main() {
             .of(&service.name)
             .iter()
             .filter(|s| {
-                s.recorded_at > started && s.cpu_percent.is_some_and(|c| c > SCALE_UP_THRESHOLD)
+                s.recorded_at > started
+                    && s.cpu_usage_percent.is_some_and(|c| c > SCALE_UP_THRESHOLD)
             })
             .map(|s| s.recorded_at)
             .min();

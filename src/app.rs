@@ -88,7 +88,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let store = StoreHandle::start(&config)?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let control = ControlPlane::start(&config, &registry, shutdown_rx.clone()).await;
+    let control = ControlPlane::start(&config, &registry, &store, shutdown_rx.clone()).await;
     let grace = config.proxy.shutdown_grace;
     let proxy_task = tokio::spawn(server.run(shutdown_rx.clone(), grace));
     let admin_state = AdminState {

@@ -5,8 +5,7 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,37 +16,6 @@ const LOAD_CLIENTS: usize = 8;
 
 fn config() -> tidegate::config::Config {
     support::autoscaled_app("", "scale_down_threshold = 10.0")
-}
-
-/// Sends requests from `clients` tasks, each pausing `pace` between requests,
-/// until `stop` is set; counts answers and failures.
-fn load(
-    addr: SocketAddr,
-    clients: usize,
-    pace: Duration,
-    stop: Arc<AtomicBool>,
-) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    for _ in 0..clients {
-        let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
-        tokio::spawn(async move {
-            let client = support::client();
-            while !stop.load(Ordering::Relaxed) {
-                let req = http::Request::get(format!("http://{addr}/work"))
-                    .body(http_body_util::Full::new(bytes::Bytes::new()))
-                    .expect("a valid request");
-                match client.request(req).await {
-                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-                if !pace.is_zero() {
-                    tokio::time::sleep(pace).await;
-                }
-            }
-        });
-    }
-    (ok, failed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,7 +30,7 @@ async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
     let first = service.table.load().instances()[0].id().clone();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (_, failed_under_load) = load(
+    let (_, failed_under_load) = support::load(
         running.proxy_addr(),
         LOAD_CLIENTS,
         Duration::ZERO,
@@ -87,7 +55,7 @@ async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
     stop.store(true, Ordering::Relaxed);
 
     let idle_stop = Arc::new(AtomicBool::new(false));
-    let (idle_ok, idle_failed) = load(
+    let (idle_ok, idle_failed) = support::load(
         running.proxy_addr(),
         1,
         Duration::from_millis(50),
@@ -137,12 +105,23 @@ async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
         up.success && up.instances_before == 1 && up.instances_after == 2,
         "the event says 1 -> 2: {up:?}"
     );
-    assert_eq!(up.trigger_metric, "cpu");
+    assert_eq!(up.trigger_metric.as_str(), "cpu");
     assert!(
         events
             .iter()
             .any(|e| e.event_type == EventType::ScaleDown && e.success),
         "a scale_down event is recorded: {events:?}"
+    );
+    let stored = running
+        .store
+        .store
+        .events(&"app".into(), 10)
+        .await
+        .expect("the store answers");
+    let kinds: Vec<EventType> = stored.iter().map(|e| e.event_type).collect();
+    assert!(
+        kinds.contains(&EventType::ScaleUp) && kinds.contains(&EventType::ScaleDown),
+        "both actions are rows of scaling_events: {kinds:?}"
     );
     running.shutdown().await;
 }

@@ -147,7 +147,7 @@ async fn static_service_records_decisions_as_recommendations_only() {
 
     let event = running.control.events.all()[0].clone();
     assert_eq!(event.event_type, EventType::ScaleUp);
-    assert_eq!(event.trigger_metric, "response_time");
+    assert_eq!(event.trigger_metric.as_str(), "response_time");
     assert!(!event.success, "nothing was started");
     assert!(
         event

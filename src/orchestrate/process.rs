@@ -38,6 +38,7 @@ use crate::ids::InstanceId;
 use crate::registry::Service;
 use crate::scale::event::{EventSink, EventType, ScalingEvent};
 use crate::scale::procfs;
+use crate::store::TriggerMetric;
 
 /// Child processes started by tidegate.
 pub struct ProcessOrchestrator {
@@ -292,7 +293,7 @@ impl Inner {
         self.events.record(ScalingEvent {
             service: self.service.name.clone(),
             event_type,
-            trigger_metric: "request_count",
+            trigger_metric: TriggerMetric::RequestCount,
             trigger_value: 0.0,
             threshold_value: 0.0,
             instances_before: before,

@@ -7,50 +7,53 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::event::MemoryEvents;
+use super::event::{EventSink, MemoryEvents};
 use super::leader::Leadership;
-use super::recorder::{self, MemorySink, Recorded, Recorder, SampleSink};
+use super::recorder::{self, MemorySink, Recorded, Recorder, SampleSink, Tee};
 use super::scaler::{self, Scaled, Scaler};
-use super::source::{MemorySource, ScalerSource};
+use super::source::{EventTee, ScalerSource, StoreSource};
 use crate::config::Config;
 use crate::orchestrate::{self, Orchestrator};
 use crate::registry::Registry;
+use crate::store::StoreHandle;
 
-/// Samples kept in memory when no store is attached: an hour of 5 s samples for 50 instances.
+/// Recent samples kept in memory beside the store: an hour of 5 s samples for 50 instances.
 const MEMORY_SAMPLES: usize = 36_000;
 
 /// The running control plane of the autoscaler.
 pub struct ControlPlane {
     /// Each service's orchestrator, in registry order.
     pub orchestrators: Vec<Arc<dyn Orchestrator>>,
-    /// The scaling events recorded by this node.
+    /// The scaling events this node recorded, also kept in memory (the store has them all).
     pub events: Arc<MemoryEvents>,
-    /// The recorder's recent samples.
+    /// The recorder's recent samples, also kept in memory.
     pub samples: Arc<MemorySink>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl ControlPlane {
     /// Builds the orchestrators, starts each service's first instances, then
-    /// spawns the recorder and (when enabled) the scaling loop.
+    /// spawns the recorder (into the store's queue) and, when enabled, the
+    /// scaling loop (reading policies, samples and events from the store).
     pub async fn start(
         config: &Config,
         registry: &Registry,
+        store: &StoreHandle,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let events = Arc::new(MemoryEvents::default());
         let samples = Arc::new(MemorySink::new(MEMORY_SAMPLES));
-        // TODO: samples and events stay in memory until the store's writer and
-        // queries are wired in here; the `ScalerSource` trait is their seam.
-        let source: Arc<dyn ScalerSource> =
-            Arc::new(MemorySource::new(Arc::clone(&samples), Arc::clone(&events)));
+        let store_source = StoreSource::new(store.store.clone());
+        let source: Arc<dyn ScalerSource> = Arc::new(store_source.clone());
+        let event_sink: Arc<dyn EventSink> =
+            Arc::new(EventTee(vec![events.clone(), Arc::new(store_source)]));
 
         let scaled: Vec<Scaled> = registry
             .services()
             .iter()
             .map(|service| Scaled {
                 service: Arc::clone(service),
-                orchestrator: orchestrate::build(service, events.clone()),
+                orchestrator: orchestrate::build(service, Arc::clone(&event_sink)),
             })
             .collect();
         futures_util::future::join_all(scaled.iter().map(scaler::start_minimum)).await;
@@ -64,7 +67,8 @@ impl ControlPlane {
                 })
                 .collect(),
         );
-        let sink: Arc<dyn SampleSink> = samples.clone();
+        let sink: Arc<dyn SampleSink> =
+            Arc::new(Tee(vec![samples.clone(), Arc::new(store.samples.clone())]));
         let mut tasks = vec![tokio::spawn(recorder::run(
             recorder,
             sink,
@@ -78,6 +82,7 @@ impl ControlPlane {
                 source,
                 config: config.scaler,
                 metrics_interval: config.store.metrics_interval,
+                local_events: Some(events.clone()),
             };
             let leadership = Leadership::for_url(&config.store.database_url);
             tasks.push(tokio::spawn(loop_.run(leadership, shutdown)));

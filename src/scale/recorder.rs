@@ -20,51 +20,10 @@ use crate::balance::Instance;
 use crate::ids::{InstanceId, ServiceName};
 use crate::orchestrate::Orchestrator;
 use crate::registry::Service;
+pub use crate::store::Sample;
+use crate::store::SampleQueue;
 use crate::telemetry::histogram::HistogramSnapshot;
 use crate::telemetry::names;
-
-/// One `service_capacity_metrics` row: an instance over one interval.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// The service.
-    pub service: ServiceName,
-    /// The instance.
-    pub instance: InstanceId,
-    /// End of the interval.
-    pub recorded_at: DateTime<Utc>,
-    /// CPU of the instance's process tree, percent of one core; `None` when tidegate does not run it.
-    pub cpu_percent: Option<f64>,
-    /// Resident memory, percent of its limit or of host memory; `None` when tidegate does not run it.
-    pub memory_percent: Option<f64>,
-    /// Requests finished in the interval.
-    pub request_count: u64,
-    /// Requests in flight at the end of the interval.
-    pub active_connections: u32,
-    /// Requests waiting for admission or a pool slot.
-    pub queue_depth: u32,
-    /// p95 latency of the interval's requests, ms; `None` without requests.
-    pub response_time_p95_ms: Option<f64>,
-    /// Failed share of the interval's requests, percent.
-    pub error_rate_percent: f64,
-}
-
-impl Sample {
-    /// A sample with no load, for filling in.
-    pub fn empty(service: ServiceName, instance: InstanceId, recorded_at: DateTime<Utc>) -> Self {
-        Self {
-            service,
-            instance,
-            recorded_at,
-            cpu_percent: None,
-            memory_percent: None,
-            request_count: 0,
-            active_connections: 0,
-            queue_depth: 0,
-            response_time_p95_ms: None,
-            error_rate_percent: 0.0,
-        }
-    }
-}
 
 /// Where samples go. Implementations must not block: the recorder calls it on a timer.
 pub trait SampleSink: Send + Sync {
@@ -96,6 +55,26 @@ impl MemorySink {
             .filter(|s| &s.service == service)
             .cloned()
             .collect()
+    }
+}
+
+impl SampleSink for SampleQueue {
+    fn push(&self, samples: Vec<Sample>) {
+        // A full queue drops its oldest samples and counts them itself.
+        for sample in samples {
+            self.try_push(sample);
+        }
+    }
+}
+
+/// Hands every sample to each of several sinks.
+pub struct Tee(pub Vec<Arc<dyn SampleSink>>);
+
+impl SampleSink for Tee {
+    fn push(&self, samples: Vec<Sample>) {
+        for sink in &self.0 {
+            sink.push(samples.clone());
+        }
     }
 }
 
@@ -195,9 +174,9 @@ impl Recorder {
 
         let service = instance.service();
         Sample {
-            cpu_percent: usage.and_then(|u| u.cpu_percent),
-            memory_percent: usage.map(|u| u.memory_percent),
-            request_count,
+            cpu_usage_percent: usage.and_then(|u| u.cpu_percent),
+            memory_usage_percent: usage.map(|u| u.memory_percent),
+            request_count: u32::try_from(request_count).unwrap_or(u32::MAX),
             active_connections: instance.in_flight(),
             // TODO: no admission queue exists yet on the request path; report 0 until it does.
             queue_depth: 0,
@@ -207,15 +186,19 @@ impl Recorder {
             } else {
                 0.0
             },
-            ..Sample::empty(service.clone(), instance.id().clone(), at)
+            recorded_at: at,
+            ..Sample::new(service.clone(), instance.id().clone())
         }
     }
 }
 
 /// Sets the service's utilization gauges to the mean over its instances that report one.
 fn publish_utilization(service: &ServiceName, samples: &[Sample]) {
-    let cpu: Vec<f64> = samples.iter().filter_map(|s| s.cpu_percent).collect();
-    let memory: Vec<f64> = samples.iter().filter_map(|s| s.memory_percent).collect();
+    let cpu: Vec<f64> = samples.iter().filter_map(|s| s.cpu_usage_percent).collect();
+    let memory: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s.memory_usage_percent)
+        .collect();
     for (resource, values) in [("cpu", cpu), ("memory", memory)] {
         if !values.is_empty() {
             let mean = values.iter().sum::<f64>() / values.len() as f64;
@@ -286,7 +269,7 @@ mod tests {
         assert_eq!(first.active_connections, 1, "the open request is in flight");
         assert!(first.response_time_p95_ms.is_some());
         assert_eq!(
-            first.cpu_percent, None,
+            first.cpu_usage_percent, None,
             "tidegate does not run a static instance"
         );
 

@@ -16,8 +16,8 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::decision::{decide, Decision, Direction, Inputs};
-use super::event::{EventType, ScalingEvent};
+use super::decision::{decide, Decision, Direction, Inputs, TriggerMetric};
+use super::event::{EventSink, EventType, ScalingEvent};
 use super::leader::Leadership;
 use super::source::{ScalerSource, SourceResult};
 use super::window::{Observed, Span};
@@ -45,6 +45,8 @@ pub struct Scaler {
     pub config: ScalerConfig,
     /// The recorder's interval, which sets how many samples a window expects.
     pub metrics_interval: Duration,
+    /// Where this node also keeps its own events (beside the source), if anywhere.
+    pub local_events: Option<Arc<dyn EventSink>>,
 }
 
 impl Scaler {
@@ -113,7 +115,10 @@ impl Scaler {
         }
 
         let event = self.act(scaled, &decision, current).await;
-        self.source.record(event);
+        if let Some(local) = &self.local_events {
+            local.record(event.clone());
+        }
+        self.source.record(event).await?;
         Ok(Some(decision))
     }
 
@@ -186,7 +191,7 @@ impl Scaler {
         ScalingEvent {
             service: service.name.clone(),
             event_type,
-            trigger_metric: decision.trigger_metric.map_or("cpu", |m| m.as_str()),
+            trigger_metric: decision.trigger_metric.unwrap_or(TriggerMetric::Cpu),
             trigger_value: decision.current_value,
             threshold_value: decision.threshold_value,
             instances_before: before,

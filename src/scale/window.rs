@@ -91,7 +91,7 @@ impl Observed {
         let reporting: HashSet<&str> = in_window.iter().map(|s| s.instance.as_str()).collect();
         let window = Window {
             levels: mean_levels(&in_window),
-            requests: in_window.iter().map(|s| s.request_count).sum(),
+            requests: in_window.iter().map(|s| u64::from(s.request_count)).sum(),
             instances_reporting: reporting.len() as u32,
             samples: in_window.len() as u32,
             expected_samples: span.expected_samples(instances),
@@ -120,8 +120,8 @@ impl Observed {
 
 fn mean_levels(samples: &[&Sample]) -> Levels {
     Levels {
-        cpu: mean(samples.iter().filter_map(|s| s.cpu_percent)),
-        memory: mean(samples.iter().filter_map(|s| s.memory_percent)),
+        cpu: mean(samples.iter().filter_map(|s| s.cpu_usage_percent)),
+        memory: mean(samples.iter().filter_map(|s| s.memory_usage_percent)),
         p95_ms: mean(samples.iter().filter_map(|s| s.response_time_p95_ms)),
     }
 }
@@ -145,12 +145,9 @@ mod tests {
 
     fn sample(instance: &str, secs_ago: i64, cpu: f64, now: DateTime<Utc>) -> Sample {
         Sample {
-            cpu_percent: Some(cpu),
-            ..Sample::empty(
-                "svc".into(),
-                InstanceId::new(instance),
-                now - chrono::Duration::seconds(secs_ago),
-            )
+            cpu_usage_percent: Some(cpu),
+            recorded_at: now - chrono::Duration::seconds(secs_ago),
+            ..Sample::new("svc".into(), InstanceId::new(instance))
         }
     }
 

@@ -243,3 +243,34 @@ pub fn autoscaled_app(store: &str, policy: &str) -> Config {
         env!("CARGO_BIN_EXE_tidegate")
     ))
 }
+
+/// Sends requests from `clients` tasks, each pausing `pace` between requests,
+/// until `stop` is set; counts answers and failures.
+pub fn load(
+    addr: SocketAddr,
+    clients: usize,
+    pace: std::time::Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    for _ in 0..clients {
+        let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
+        tokio::spawn(async move {
+            let client = client();
+            while !stop.load(Ordering::Relaxed) {
+                let req = http::Request::get(format!("http://{addr}/work"))
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .expect("a valid request");
+                match client.request(req).await {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
+            }
+        });
+    }
+    (ok, failed)
+}

@@ -36,6 +36,7 @@ use chrono::{DateTime, Utc};
 
 use super::window::{Levels, Observed};
 use crate::config::{PolicyConfig, QuotaConfig, ServiceKind};
+pub use crate::store::TriggerMetric;
 
 /// Hours in a month, as cloud price lists count them.
 pub const HOURS_PER_MONTH: f64 = 730.0;
@@ -107,31 +108,6 @@ impl Direction {
             Direction::Up => "up",
             Direction::Down => "down",
             Direction::None => "none",
-        }
-    }
-}
-
-/// The metric that drove a decision, as the plan's `trigger_metric` spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TriggerMetric {
-    /// CPU percent.
-    Cpu,
-    /// Memory percent.
-    Memory,
-    /// p95 latency.
-    ResponseTime,
-    /// Request rate.
-    RequestCount,
-}
-
-impl TriggerMetric {
-    /// `cpu`, `memory`, `response_time` or `request_count`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TriggerMetric::Cpu => "cpu",
-            TriggerMetric::Memory => "memory",
-            TriggerMetric::ResponseTime => "response_time",
-            TriggerMetric::RequestCount => "request_count",
         }
     }
 }
