@@ -29,7 +29,7 @@ const CYCLES: usize = 12;
 const LOAD_CLIENTS: usize = 8;
 const SCALE_UP_THRESHOLD: f64 = 40.0;
 
-fn config() -> Config {
+fn config(dir: &Path) -> Config {
     let text = format!(
         r#"
         [proxy]
@@ -62,7 +62,8 @@ fn config() -> Config {
         "#,
         env!("CARGO_BIN_EXE_tidegate")
     );
-    Config::parse(&text, Path::new(".")).unwrap()
+    // The SQLite store goes in a folder of its own, removed when the run ends.
+    Config::parse(&text, dir).unwrap()
 }
 
 fn load(addr: SocketAddr, clients: usize, pace: Duration, stop: Arc<AtomicBool>) -> Arc<AtomicU64> {
@@ -108,7 +109,8 @@ fn second_instance_serving(service: &Service) -> bool {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let running = tidegate::app::start(config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let running = tidegate::app::start(config(dir.path())).await.unwrap();
     let service = Arc::clone(running.registry.service("app").unwrap());
     let addr = running.proxy_addr();
     let mut crossing_to_serving = Vec::new();
