@@ -16,6 +16,7 @@ use tracing::info;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::health;
+use crate::proxy::tls::TlsTerminator;
 use crate::proxy::{server, upstream, Proxy, ProxyServer, Router};
 use crate::registry::Registry;
 use crate::scale::control::ControlPlane;
@@ -25,6 +26,9 @@ use crate::telemetry;
 /// Why tidegate could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The TLS certificate or key of `[proxy.tls]` is unusable.
+    #[error("proxy.tls: {0}")]
+    Tls(#[from] crate::proxy::tls::TlsError),
     /// A listener address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -52,6 +56,8 @@ pub struct Running {
     pub control: ControlPlane,
     shutdown: watch::Sender<bool>,
     proxy_task: JoinHandle<bool>,
+    ready: Arc<AtomicBool>,
+    admin_stop: watch::Sender<bool>,
     admin_task: JoinHandle<()>,
     probers: tokio::task::JoinSet<()>,
 }
@@ -83,22 +89,28 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.timeouts,
         config.limits,
     ));
-    let server = ProxyServer::new(listeners, proxy, &config.limits, &config.timeouts);
+    let tls = match &config.proxy.tls {
+        Some(tls) => Some(TlsTerminator::new(tls, config.timeouts.idle)?),
+        None => None,
+    };
+    let server = ProxyServer::new(listeners, proxy, &config.limits, &config.timeouts, tls);
     let proxy_addrs = server.local_addrs();
     let store = StoreHandle::start(&config)?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let control = ControlPlane::start(&config, &registry, &store, shutdown_rx.clone()).await;
     let grace = config.proxy.shutdown_grace;
-    let proxy_task = tokio::spawn(server.run(shutdown_rx.clone(), grace));
+    let probers = health::prober::spawn(&registry, shutdown_rx.clone());
+    let proxy_task = tokio::spawn(server.run(shutdown_rx, grace));
+    // The admin listener outlives the drain, so that /ready can say 503 while it runs.
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
     let admin_state = AdminState {
         registry: Arc::clone(&registry),
         ready: Arc::clone(&ready),
         prometheus,
         token: config.admin.token.clone(),
     };
-    let probers = health::prober::spawn(&registry, shutdown_rx.clone());
-    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown_rx));
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, admin_stop_rx));
 
     ready.store(true, Ordering::Release);
     let services: Vec<String> = registry
@@ -121,6 +133,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         control,
         shutdown,
         proxy_task,
+        ready,
+        admin_stop,
         admin_task,
         probers,
     })
@@ -132,11 +146,14 @@ impl Running {
         self.proxy_addrs[0]
     }
 
-    /// Stops accepting and waits for in-flight requests (up to the grace period).
+    /// Stops accepting and waits for in-flight requests (up to the grace period),
+    /// with `/ready` answering 503 meanwhile; then stops the admin listener.
     /// Returns whether every request finished in time.
     pub async fn shutdown(self) -> bool {
+        self.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
         let drained = self.proxy_task.await.unwrap_or(false);
+        let _ = self.admin_stop.send(true);
         let _ = self.admin_task.await;
         let mut probers = self.probers;
         while probers.join_next().await.is_some() {}

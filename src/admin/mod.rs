@@ -32,7 +32,7 @@ use crate::registry::Registry;
 pub struct AdminState {
     /// The running services.
     pub registry: Arc<Registry>,
-    /// Set once the config is loaded and every listener is bound.
+    /// Set once the config is loaded and every listener is bound; cleared when a drain starts.
     pub ready: Arc<AtomicBool>,
     /// Renders the Prometheus text.
     pub prometheus: PrometheusHandle,
@@ -80,7 +80,7 @@ fn route(state: &AdminState, req: Request<Incoming>, _client: SocketAddr) -> Adm
             if state.ready.load(Ordering::Acquire) {
                 text(StatusCode::OK, "ready\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
         }
         (&Method::GET, "/stats") => json(StatusCode::OK, &stats::snapshot(&state.registry)),

@@ -124,6 +124,16 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Installed before anything starts and kept to the end, so that a
+        // signal arriving during start-up or between the first and the second
+        // wait is never lost.
+        let mut signals = match ShutdownSignals::install() {
+            Ok(signals) => signals,
+            Err(e) => {
+                error!(error = %e, "cannot install signal handlers");
+                return ExitCode::FAILURE;
+            }
+        };
         let running = match crate::app::start(config).await {
             Ok(running) => running,
             Err(e) => {
@@ -131,10 +141,10 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        signals.recv().await;
         info!("shutdown signal received, draining; a second signal exits at once");
-        tokio::spawn(async {
-            wait_for_signal().await;
+        tokio::spawn(async move {
+            signals.recv().await;
             warn!("second shutdown signal, exiting now");
             std::process::exit(1);
         });
@@ -143,20 +153,39 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
     })
 }
 
+/// SIGTERM and SIGINT, the signals that stop tidegate.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Starts catching both signals; from here on neither kills the process by itself.
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
 /// Waits for SIGTERM or SIGINT.
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot install signal handlers; stop with SIGKILL");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    match ShutdownSignals::install() {
+        Ok(mut signals) => signals.recv().await,
+        Err(e) => {
+            warn!(error = %e, "cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
     }
 }
 

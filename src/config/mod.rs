@@ -55,6 +55,17 @@ pub struct ProxyConfig {
     pub workers: usize,
     /// How long in-flight requests may run after a shutdown signal. Default 30 s.
     pub shutdown_grace: Duration,
+    /// TLS on every proxy listener; plain HTTP when absent (the default).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[proxy.tls]`: the certificate the proxy listeners present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// The admin listener.

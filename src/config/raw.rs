@@ -25,6 +25,7 @@ pub(super) struct RawProxy {
     pub(super) listen: Vec<String>,
     pub(super) workers: usize,
     pub(super) shutdown_grace: String,
+    pub(super) tls: Option<RawTls>,
 }
 
 impl Default for RawProxy {
@@ -33,8 +34,17 @@ impl Default for RawProxy {
             listen: vec!["127.0.0.1:8080".into()],
             workers: 0,
             shutdown_grace: "30s".into(),
+            tls: None,
         }
     }
+}
+
+/// `[proxy.tls]`: PEM files, relative to the config file's folder.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert: String,
+    pub(super) key: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw::{
-    RawBalancer, RawConfig, RawOrchestrator, RawPolicy, RawQuota, RawResilience, RawService,
+    RawBalancer, RawConfig, RawOrchestrator, RawPolicy, RawQuota, RawResilience, RawService, RawTls,
 };
 use super::*;
 
@@ -87,6 +87,11 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
         listen,
         workers: raw.proxy.workers,
         shutdown_grace: c.duration("proxy.shutdown_grace", &raw.proxy.shutdown_grace),
+        tls: raw
+            .proxy
+            .tls
+            .as_ref()
+            .map(|t| validate_tls(&mut c, t, base_dir)),
     };
 
     let admin_listen = c.addr("admin.listen", &raw.admin.listen);
@@ -173,6 +178,36 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
     } else {
         Err(c.errors)
     }
+}
+
+/// Checks that the PEM files hold a certificate chain and a private key, so
+/// that `tidegate check` catches a wrong path before `serve` does.
+fn validate_tls(c: &mut Checker, raw: &RawTls, base_dir: &Path) -> TlsConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let cert = base_dir.join(&raw.cert);
+    let key = base_dir.join(&raw.key);
+    let chain =
+        CertificateDer::pem_file_iter(&cert).and_then(|certs| certs.collect::<Result<Vec<_>, _>>());
+    match chain {
+        Ok(chain) if chain.is_empty() => c.error(
+            "proxy.tls.cert",
+            format!("{:?} holds no PEM certificate", raw.cert),
+        ),
+        Ok(_) => {}
+        Err(e) => c.error(
+            "proxy.tls.cert",
+            format!("{:?} is not a PEM certificate chain: {e}", raw.cert),
+        ),
+    }
+    if let Err(e) = PrivateKeyDer::from_pem_file(&key) {
+        c.error(
+            "proxy.tls.key",
+            format!("{:?} is not a PEM private key: {e}", raw.key),
+        );
+    }
+    TlsConfig { cert, key }
 }
 
 fn validate_store(c: &mut Checker, raw: &RawConfig, base_dir: &Path) -> StoreConfig {

@@ -117,6 +117,25 @@ impl ResponseBody {
     }
 }
 
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away (or the connection
+        // failed on its side), which is no fault of the instance. A body whose
+        // instance sent it whole counts as answered even if hyper never polled
+        // the final empty frame.
+        if let ResponseBody::Upstream {
+            inner,
+            guard: Some(guard),
+            ..
+        } = self
+        {
+            if !inner.is_end_stream() {
+                guard.set_outcome(Outcome::Cancelled);
+            }
+        }
+    }
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;

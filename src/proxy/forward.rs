@@ -38,7 +38,6 @@ pub struct Proxy {
     client: UpstreamClient,
     timeouts: Timeouts,
     limits: Limits,
-    proto: &'static str,
 }
 
 /// Where a request came from.
@@ -46,6 +45,8 @@ pub struct Proxy {
 pub struct Downstream {
     /// The client's address.
     pub addr: SocketAddr,
+    /// The scheme the client used: `http` or `https`.
+    pub proto: &'static str,
 }
 
 impl Proxy {
@@ -56,7 +57,6 @@ impl Proxy {
             client,
             timeouts,
             limits,
-            proto: "http",
         }
     }
 
@@ -67,10 +67,23 @@ impl Proxy {
         downstream: Downstream,
     ) -> Response<ResponseBody> {
         let request_id = headers::ensure_request_id(req.headers_mut());
+        // The request line is copied only when someone reads debug logs.
+        let logged = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| (req.method().clone(), req.uri().clone()));
         let mut response = match self.forward(req, downstream).await {
             Ok(response) => response,
             Err(error) => local_response(&error),
         };
+        if let Some((method, uri)) = logged {
+            debug!(
+                client = %downstream.addr,
+                method = %method,
+                uri = %uri,
+                status = response.status().as_u16(),
+                request_id = ?request_id,
+                "request answered"
+            );
+        }
         response
             .headers_mut()
             .insert(headers::X_REQUEST_ID.clone(), request_id);
@@ -212,7 +225,7 @@ impl Proxy {
         headers::add_forwarded(
             headers,
             downstream.addr.ip(),
-            self.proto,
+            downstream.proto,
             parts.version,
             host.as_ref(),
         );

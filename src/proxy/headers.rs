@@ -21,20 +21,23 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(connection) = headers.get(header::CONNECTION) {
-        if connection.as_bytes() != b"keep-alive" && connection.as_bytes() != b"close" {
-            let named: Vec<HeaderName> = headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-                .collect();
-            for name in named {
-                headers.remove(name);
-            }
-        }
+    // Every `Connection` line counts, not only the first; `keep-alive` and
+    // `close` are options rather than header names. Collecting nothing does not
+    // allocate, so the common request pays only for the scan.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
     }
+    // TODO: protocol upgrades (WebSocket) are refused by removing `Upgrade`;
+    // tunnelling them needs hyper's upgrade API on both connections.
     for name in [
         &header::CONNECTION,
         &KEEP_ALIVE,
@@ -57,26 +60,28 @@ pub fn add_forwarded(
 ) {
     let client = HeaderValue::from_str(&client_ip.to_string())
         .expect("an IP address is a valid header value");
-    match headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()) {
-        Some(prior) => {
-            let mut joined = Vec::with_capacity(prior.len() + 2 + client.len());
-            joined.extend_from_slice(prior);
-            joined.extend_from_slice(b", ");
-            joined.extend_from_slice(client.as_bytes());
-            match HeaderValue::from_bytes(&joined) {
-                Ok(v) => headers.insert(X_FORWARDED_FOR.clone(), v),
-                Err(_) => headers.insert(X_FORWARDED_FOR.clone(), client),
-            };
-        }
-        None => {
-            headers.insert(X_FORWARDED_FOR.clone(), client);
-        }
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for(headers, client));
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
     headers.append(header::VIA, via(version));
+}
+
+/// The client's address appended to the chain, which may span several
+/// `X-Forwarded-For` lines (one list, RFC 9110 section 5.3).
+fn forwarded_for(headers: &HeaderMap, client: HeaderValue) -> HeaderValue {
+    let mut prior = headers.get_all(&X_FORWARDED_FOR).iter().peekable();
+    if prior.peek().is_none() {
+        return client;
+    }
+    let mut joined = Vec::with_capacity(64);
+    for value in prior {
+        joined.extend_from_slice(value.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(client.as_bytes());
+    HeaderValue::from_bytes(&joined).unwrap_or(client)
 }
 
 /// The `Via` entry for a hop of this HTTP version.

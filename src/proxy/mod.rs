@@ -3,15 +3,18 @@
 //! A request flows `server` (accept, HTTP/1.1 or HTTP/2) → `router` (host and
 //! longest prefix) → the service's balancer → `forward` (header rewrite, pooled
 //! `upstream` client, timeouts) → `body` (streamed back with its in-flight
-//! guard). Failures become short plain-text responses via `error`.
+//! guard). Failures become short plain-text responses via `error`; `tls`
+//! terminates HTTPS on the listeners when configured.
 
 pub mod body;
 pub mod error;
 pub mod forward;
 pub mod headers;
 pub mod retry;
+pub mod idle;
 pub mod router;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 pub use error::ProxyError;

@@ -52,6 +52,9 @@ impl Router {
     }
 
     /// The service for a request, given its host (any case, port allowed) and path.
+    // TODO: the path is matched as sent, without resolving dot-segments or
+    // percent-encoding, so an instance that normalizes `/api/../admin` serves
+    // a path another route owns; normalizing first needs a rule for each.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Arc<Service>> {
         if let Some(host) = host.map(strip_port) {
             let mut host_known = false;

@@ -15,11 +15,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::forward::{Downstream, Proxy};
+use super::idle::FirstByteDeadline;
+use super::tls::TlsTerminator;
 use crate::config::{Limits, Timeouts};
 use crate::telemetry::names;
 
@@ -41,15 +44,26 @@ pub struct ProxyServer {
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     connections: Arc<Semaphore>,
+    handshake: Handshake,
+}
+
+/// What an accepted connection goes through before HTTP: TLS when configured,
+/// and a deadline for its first byte (`timeouts.idle`), which hyper's protocol
+/// detection does not have.
+#[derive(Debug, Clone)]
+struct Handshake {
+    tls: Option<TlsTerminator>,
+    first_byte: Duration,
 }
 
 impl ProxyServer {
-    /// A server over bound listeners.
+    /// A server over bound listeners, terminating TLS when `tls` is given.
     pub fn new(
         listeners: Vec<TcpListener>,
         proxy: Arc<Proxy>,
         limits: &Limits,
         timeouts: &Timeouts,
+        tls: Option<TlsTerminator>,
     ) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -62,6 +76,9 @@ impl ProxyServer {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            // TODO: an idle HTTP/2 connection stays open as long as it answers
+            // these pings; hyper's HTTP/2 server has no idle timeout, so closing
+            // one needs a timer of our own around the connection.
             .keep_alive_interval(Some(timeouts.idle / 2))
             .max_concurrent_streams(1024);
         Self {
@@ -69,6 +86,10 @@ impl ProxyServer {
             proxy,
             builder: Arc::new(builder),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
+            handshake: Handshake {
+                tls,
+                first_byte: timeouts.idle,
+            },
         }
     }
 
@@ -93,6 +114,7 @@ impl ProxyServer {
                 Arc::clone(&self.connections),
                 Arc::clone(&graceful),
                 shutdown.clone(),
+                self.handshake.clone(),
             )));
         }
         for task in accept_loops {
@@ -129,6 +151,7 @@ async fn accept_loop(
     connections: Arc<Semaphore>,
     graceful: Arc<GracefulShutdown>,
     mut shutdown: watch::Receiver<bool>,
+    handshake: Handshake,
 ) {
     loop {
         let permit = tokio::select! {
@@ -153,23 +176,41 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let proxy = Arc::clone(&proxy);
         let builder = Arc::clone(&builder);
+        let Handshake { tls, first_byte } = handshake.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, addr, proxy, builder, watcher).await;
+            let _ = stream.set_nodelay(true);
+            let Some(tls) = tls else {
+                let downstream = Downstream {
+                    addr,
+                    proto: "http",
+                };
+                let stream = FirstByteDeadline::new(stream, first_byte);
+                return serve_connection(stream, downstream, proxy, builder, watcher).await;
+            };
+            if let Some(stream) = tls.handshake(stream, addr).await {
+                let downstream = Downstream {
+                    addr,
+                    proto: "https",
+                };
+                let stream = FirstByteDeadline::new(stream, first_byte);
+                serve_connection(stream, downstream, proxy, builder, watcher).await;
+            }
         });
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    addr: SocketAddr,
+async fn serve_connection<S>(
+    stream: S,
+    downstream: Downstream,
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let addr = downstream.addr;
     metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
-    let downstream = Downstream { addr };
     let service = service_fn(move |req| {
         let proxy = Arc::clone(&proxy);
         async move { Ok::<_, Infallible>(proxy.handle(req, downstream).await) }

@@ -274,3 +274,78 @@ pub fn load(
     }
     (ok, failed)
 }
+
+/// A request body the test feeds chunk by chunk through a channel, so that it
+/// decides what the client has produced at every moment.
+pub struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+/// A body and the sender that feeds it; dropping the sender ends the body.
+pub fn channel_body(capacity: usize) -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+    (tx, ChannelBody { rx })
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(http_body::Frame::data(c))))
+    }
+}
+
+/// A client for any body type (HTTP/1.1, or HTTP/2 with prior knowledge when `h2`).
+pub fn client_with<B>(h2: bool) -> Client<hyper_util::client::legacy::connect::HttpConnector, B>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Client::builder(TokioExecutor::new())
+        .http2_only(h2)
+        .build_http()
+}
+
+/// An origin that holds its answer to `/slow` until the test releases it,
+/// answers `/fail` with 502 and any other path (a health probe, say) with 200.
+pub struct HeldOrigin {
+    pub origin: Origin,
+    pub arrived: tokio::sync::oneshot::Receiver<()>,
+    pub release: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn held_origin() -> HeldOrigin {
+    let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let slot = Arc::new(std::sync::Mutex::new(Some((arrived_tx, release_rx))));
+    let origin = origin(move |req| {
+        let held = (req.uri().path() == "/slow")
+            .then(|| slot.lock().unwrap().take())
+            .flatten();
+        let status = if req.uri().path() == "/fail" {
+            StatusCode::BAD_GATEWAY
+        } else {
+            StatusCode::OK
+        };
+        async move {
+            if let Some((arrived_tx, release_rx)) = held {
+                let _ = arrived_tx.send(());
+                let _ = release_rx.await;
+            }
+            text(status, "finished")
+        }
+    })
+    .await;
+    HeldOrigin {
+        origin,
+        arrived,
+        release,
+    }
+}
