@@ -19,6 +19,7 @@ use crate::health;
 use crate::proxy::tls::TlsTerminator;
 use crate::proxy::{server, upstream, Proxy, ProxyServer, Router};
 use crate::registry::Registry;
+use crate::scale::control::ControlPlane;
 use crate::store::{StoreError, StoreHandle};
 use crate::telemetry;
 
@@ -51,6 +52,8 @@ pub struct Running {
     pub registry: Arc<Registry>,
     /// The database and the sample queue; ready in the background.
     pub store: StoreHandle,
+    /// Orchestrators, recorder and scaling loop.
+    pub control: ControlPlane,
     shutdown: watch::Sender<bool>,
     proxy_task: JoinHandle<bool>,
     ready: Arc<AtomicBool>,
@@ -95,6 +98,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let store = StoreHandle::start(&config)?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let control = ControlPlane::start(&config, &registry, &store, shutdown_rx.clone()).await;
     let grace = config.proxy.shutdown_grace;
     let probers = health::prober::spawn(&registry, shutdown_rx.clone());
     let proxy_task = tokio::spawn(server.run(shutdown_rx, grace));
@@ -126,6 +130,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         admin_addr,
         registry,
         store,
+        control,
         shutdown,
         proxy_task,
         ready,
@@ -153,6 +158,7 @@ impl Running {
         let mut probers = self.probers;
         while probers.join_next().await.is_some() {}
         self.store.shutdown().await;
+        self.control.shutdown().await;
         info!(drained, "tidegate stopped");
         drained
     }

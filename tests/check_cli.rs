@@ -154,7 +154,17 @@ fn an_unknown_key_is_an_error_naming_the_key() {
 
 #[test]
 fn the_shipped_default_and_container_configs_are_valid() {
-    for file in ["config/tidegate.toml", "docker/tidegate.toml"] {
+    let expected = [
+        (
+            "config/tidegate.toml",
+            "service  demo: routes */; 0 instance(s); round_robin; process orchestrator; 1..4 instances",
+        ),
+        (
+            "docker/tidegate.toml",
+            "service  demo: routes */; 2 instance(s); round_robin; static orchestrator; no scaling",
+        ),
+    ];
+    for (file, summary) in expected {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
 
         let output = check(&path);
@@ -165,7 +175,8 @@ fn the_shipped_default_and_container_configs_are_valid() {
             "{file}: {}",
             text(&output.stderr)
         );
-        assert!(text(&output.stdout).contains("service  demo: routes */; 2 instance(s)"));
+        let stdout = text(&output.stdout);
+        assert!(stdout.contains(summary), "{file}: {stdout}");
     }
 }
 

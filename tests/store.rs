@@ -125,7 +125,7 @@ async fn up_down_up_leaves_the_same_schema() {
             db.label()
         );
 
-        assert_eq!(db.store.migrate_down(false).await.unwrap(), vec![1]);
+        assert_eq!(db.store.migrate_down(true).await.unwrap(), vec![2, 1]);
         let left = schema::tables(&db.store).await;
         for table in PLAN_TABLES {
             assert!(
@@ -145,7 +145,7 @@ async fn up_down_up_leaves_the_same_schema() {
             db.label()
         );
 
-        assert_eq!(db.store.migrate_up().await.unwrap(), vec![1]);
+        assert_eq!(db.store.migrate_up().await.unwrap(), vec![1, 2]);
         assert_eq!(
             schema::snapshot(&db.store).await,
             first,
@@ -654,14 +654,25 @@ fn the_migrate_command_applies_reverts_and_reports() {
         assert!(out.status.success(), "migrate {args:?}: {:?}", out);
         String::from_utf8(out.stdout).unwrap()
     };
-    assert_eq!(migrate(&["status"]), "0001_schema pending\n");
-    assert_eq!(migrate(&["up"]), "applied 0001\n");
-    assert_eq!(migrate(&["status"]), "0001_schema applied\n");
+    assert_eq!(
+        migrate(&["status"]),
+        "0001_schema pending\n0002_scaling_decision pending\n"
+    );
+    assert_eq!(migrate(&["up"]), "applied 0001\napplied 0002\n");
+    assert_eq!(
+        migrate(&["status"]),
+        "0001_schema applied\n0002_scaling_decision applied\n"
+    );
     assert!(
         dir.path().join("cli.db").exists(),
         "the SQLite file is created next to the config"
     );
-    assert_eq!(migrate(&["down"]), "reverted 0001\n");
+    assert_eq!(
+        migrate(&["down"]),
+        "reverted 0002\n",
+        "down reverts the latest"
+    );
+    assert_eq!(migrate(&["down", "--all"]), "reverted 0001\n");
     assert_eq!(migrate(&["down", "--all"]), "nothing reverted\n");
-    assert_eq!(migrate(&["up"]), "applied 0001\n");
+    assert_eq!(migrate(&["up"]), "applied 0001\napplied 0002\n");
 }

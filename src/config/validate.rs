@@ -645,5 +645,6 @@ fn parse_port_range(text: &str) -> Option<(u16, u16)> {
     let (low, high) = text.split_once('-')?;
     let low: u16 = low.trim().parse().ok()?;
     let high: u16 = high.trim().parse().ok()?;
-    (low > 0 && low <= high).then_some((low, high))
+    // "0-0" asks the system for a free port per instance (tests, demos).
+    ((low > 0 && low <= high) || (low, high) == (0, 0)).then_some((low, high))
 }

@@ -35,6 +35,17 @@ pub const BALANCER_ACTIVE_ALGORITHM: &str = "tidegate_balancer_active_algorithm"
 /// Switches of an adaptive balancer between algorithms, by service.
 pub const BALANCER_SWITCHES_TOTAL: &str = "tidegate_balancer_switches_total";
 
+/// Time from a scaling decision to the last new instance serving (or the last old one stopped),
+/// by service and direction.
+pub const SCALING_LATENCY: &str = "tidegate_scaling_latency_seconds";
+/// CPU and memory of the instances tidegate runs, percent, mean per service, by resource.
+pub const RESOURCE_UTILIZATION: &str = "tidegate_resource_utilization_percent";
+/// Instances in a service's table now.
+pub const INSTANCES: &str = "tidegate_instances";
+/// Scaling decisions taken, by service, direction and result
+/// (`scaled`, `failed`, `recommended`, `held`).
+pub const SCALING_DECISIONS_TOTAL: &str = "tidegate_scaling_decisions_total";
+
 /// Registers descriptions and units with the recorder.
 pub fn describe() {
     describe_counter!(
@@ -112,5 +123,21 @@ pub fn describe() {
         STORE_WRITE_FAILURES_TOTAL,
         Unit::Count,
         "Failed attempts to write a batch of samples; each is retried"
+    );
+    describe_histogram!(
+        SCALING_LATENCY,
+        Unit::Seconds,
+        "Time from a scaling decision to its instances serving or stopped"
+    );
+    describe_gauge!(
+        RESOURCE_UTILIZATION,
+        Unit::Percent,
+        "CPU and memory of the instances tidegate runs, mean per service"
+    );
+    describe_gauge!(INSTANCES, Unit::Count, "Instances in the service's table");
+    describe_counter!(
+        SCALING_DECISIONS_TOTAL,
+        Unit::Count,
+        "Scaling decisions by direction and result"
     );
 }

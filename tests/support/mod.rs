@@ -196,6 +196,85 @@ pub async fn send(req: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, St
     )
 }
 
+/// Polls `condition` every 20 ms for at most `limit`; returns its last answer.
+pub async fn eventually(limit: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    condition()
+}
+
+/// One service `app` running the demo backend (3 ms of CPU per request) on the
+/// process orchestrator, 1 to 2 instances, sampled and evaluated every 200 ms
+/// with no cooldowns. `store` and `policy` add lines to `[store]` and to the
+/// service's `[scaling]` table.
+pub fn autoscaled_app(store: &str, policy: &str) -> Config {
+    config(&format!(
+        r#"
+        [store]
+        metrics_interval = "200ms"
+        {store}
+        [scaler]
+        evaluation_interval = "200ms"
+        window = "1s"
+        [services.app]
+        routes = [{{ path_prefix = "/" }}]
+        [services.app.load_balancer]
+        healthy_threshold = 1
+        [services.app.scaling]
+        min_instances = 1
+        max_instances = 2
+        target_cpu_percent = 30.0
+        scale_up_threshold = 40.0
+        scale_up_cooldown_minutes = 0
+        scale_down_cooldown_minutes = 0
+        {policy}
+        [services.app.orchestrator]
+        kind = "process"
+        command = "{} demo-backend --port {{port}} --work-us 3000"
+        port_range = "0-0"
+        start_timeout = "20s"
+        stop_grace = "2s"
+        "#,
+        env!("CARGO_BIN_EXE_tidegate")
+    ))
+}
+
+/// Sends requests from `clients` tasks, each pausing `pace` between requests,
+/// until `stop` is set; counts answers and failures.
+pub fn load(
+    addr: SocketAddr,
+    clients: usize,
+    pace: std::time::Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    for _ in 0..clients {
+        let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
+        tokio::spawn(async move {
+            let client = client();
+            while !stop.load(Ordering::Relaxed) {
+                let req = http::Request::get(format!("http://{addr}/work"))
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .expect("a valid request");
+                match client.request(req).await {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
+            }
+        });
+    }
+    (ok, failed)
+}
+
 /// A request body the test feeds chunk by chunk through a channel, so that it
 /// decides what the client has produced at every moment.
 pub struct ChannelBody {

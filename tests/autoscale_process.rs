@@ -1,0 +1,127 @@
+//! End to end over real sockets: tidegate runs the demo backend on the process
+//! orchestrator, a bounded load drives its CPU over the threshold, tidegate
+//! scales up and the new instance serves; the load stops and tidegate scales
+//! back down without failing a request.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidegate::scale::event::EventType;
+
+/// Concurrent clients of the load phase; each request burns 3 ms of CPU in the instance.
+const LOAD_CLIENTS: usize = 8;
+
+fn config() -> tidegate::config::Config {
+    support::autoscaled_app("", "scale_down_threshold = 10.0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
+    let running = support::start(config()).await;
+    let service = Arc::clone(running.registry.service("app").expect("the service exists"));
+    assert_eq!(
+        service.table.load().len(),
+        1,
+        "min_instances are started before serving"
+    );
+    let first = service.table.load().instances()[0].id().clone();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (_, failed_under_load) = support::load(
+        running.proxy_addr(),
+        LOAD_CLIENTS,
+        Duration::ZERO,
+        stop.clone(),
+    );
+    let scaled_up =
+        support::eventually(Duration::from_secs(60), || service.table.load().len() == 2).await;
+    assert!(scaled_up, "CPU over the threshold adds an instance");
+    let second = service
+        .table
+        .load()
+        .instances()
+        .iter()
+        .find(|i| i.id() != &first)
+        .cloned()
+        .expect("a new instance is in the table");
+    let served = support::eventually(Duration::from_secs(10), || {
+        second.state.requests.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    assert!(served, "the new instance serves traffic");
+    stop.store(true, Ordering::Relaxed);
+
+    let idle_stop = Arc::new(AtomicBool::new(false));
+    let (idle_ok, idle_failed) = support::load(
+        running.proxy_addr(),
+        1,
+        Duration::from_millis(50),
+        idle_stop.clone(),
+    );
+    let scaled_down =
+        support::eventually(Duration::from_secs(60), || service.table.load().len() == 1).await;
+    idle_stop.store(true, Ordering::Relaxed);
+    assert!(
+        scaled_down,
+        "with the load gone the service scales back to one instance"
+    );
+    assert_eq!(
+        idle_failed.load(Ordering::Relaxed),
+        0,
+        "no request fails while an instance is drained and stopped"
+    );
+    assert!(
+        idle_ok.load(Ordering::Relaxed) > 0,
+        "requests were served during the scale-down"
+    );
+    assert_eq!(
+        failed_under_load.load(Ordering::Relaxed),
+        0,
+        "no request fails while scaling up"
+    );
+
+    let recorded = support::eventually(Duration::from_secs(10), || {
+        running
+            .control
+            .events
+            .all()
+            .iter()
+            .any(|e| e.event_type == EventType::ScaleDown)
+    })
+    .await;
+    assert!(
+        recorded,
+        "the scale-down is recorded once its instance has stopped"
+    );
+    let events = running.control.events.all();
+    let up = events
+        .iter()
+        .find(|e| e.event_type == EventType::ScaleUp)
+        .expect("a scale_up event is recorded");
+    assert!(
+        up.success && up.instances_before == 1 && up.instances_after == 2,
+        "the event says 1 -> 2: {up:?}"
+    );
+    assert_eq!(up.trigger_metric.as_str(), "cpu");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event_type == EventType::ScaleDown && e.success),
+        "a scale_down event is recorded: {events:?}"
+    );
+    let stored = running
+        .store
+        .store
+        .events(&"app".into(), 10)
+        .await
+        .expect("the store answers");
+    let kinds: Vec<EventType> = stored.iter().map(|e| e.event_type).collect();
+    assert!(
+        kinds.contains(&EventType::ScaleUp) && kinds.contains(&EventType::ScaleDown),
+        "both actions are rows of scaling_events: {kinds:?}"
+    );
+    running.shutdown().await;
+}
