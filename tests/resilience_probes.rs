@@ -90,7 +90,7 @@ async fn a_new_instance_joins_only_after_passing_its_probes() {
         .await
         .expect("a healthy origin passes its probes");
     assert!(instance.state.healthy.load(Ordering::SeqCst));
-    assert!(good.hits() >= 2, "healthy_threshold probes were sent");
+    assert!(good.probes() >= 2, "healthy_threshold probes were sent");
 
     let refused = faults::refusing_addr().await;
     let dead = Instance::from_addr("app".into(), refused, 1);

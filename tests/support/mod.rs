@@ -28,16 +28,22 @@ use tokio::task::JoinHandle;
 use tidegate::app::{self, Running};
 use tidegate::config::Config;
 
-/// A test origin: counts the requests it answered; stops when dropped.
+/// A test origin: counts the requests it answered (health probes aside); stops when dropped.
 pub struct Origin {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicU64>,
+    probes: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
 impl Origin {
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Health probes it answered.
+    pub fn probes(&self) -> u64 {
+        self.probes.load(Ordering::SeqCst)
     }
 
     /// Stops accepting and closes the listener; open connections finish.
@@ -81,6 +87,8 @@ where
     let hits = Arc::new(AtomicU64::new(0));
     let handler = Arc::new(handler);
     let counted = Arc::clone(&hits);
+    let probes = Arc::new(AtomicU64::new(0));
+    let probed = Arc::clone(&probes);
     let task = tokio::spawn(async move {
         let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
         loop {
@@ -89,14 +97,22 @@ where
             };
             let handler = Arc::clone(&handler);
             let counted = Arc::clone(&counted);
+            let probed = Arc::clone(&probed);
             let builder = Arc::clone(&builder);
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let handler = Arc::clone(&handler);
                     let counted = Arc::clone(&counted);
+                    let probed = Arc::clone(&probed);
                     async move {
+                        // Health probes run on their own jittered clock; counting them
+                        // would make a test's tally depend on when one happened to land.
+                        let probe = req
+                            .headers()
+                            .get(http::header::USER_AGENT)
+                            .is_some_and(|agent| agent == "tidegate-probe");
                         let response = handler(req).await;
-                        counted.fetch_add(1, Ordering::SeqCst);
+                        if probe { &probed } else { &counted }.fetch_add(1, Ordering::SeqCst);
                         Ok::<_, Infallible>(response)
                     }
                 });
@@ -106,7 +122,12 @@ where
             });
         }
     });
-    Origin { addr, hits, task }
+    Origin {
+        addr,
+        hits,
+        probes,
+        task,
+    }
 }
 
 /// An origin that answers 200 with a body naming itself (`origin <port>`).
