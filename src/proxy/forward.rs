@@ -17,7 +17,7 @@ use super::body::{RequestBody, ResponseBody};
 use super::error::{BoxError, ProxyError};
 use super::headers;
 use super::router::Router;
-use super::upstream::UpstreamClient;
+use super::upstream::{UpstreamClient, UpstreamError};
 use crate::balance::{InFlight, Instance, Outcome, RequestKey};
 use crate::config::{Limits, Timeouts};
 use crate::registry::Service;
@@ -214,7 +214,7 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
 }
 
 /// Tells a connect failure from a failure after connecting, and finds a body-limit error.
-fn classify(error: hyper_util::client::legacy::Error, instance: SocketAddr) -> ProxyError {
+fn classify(error: UpstreamError, instance: SocketAddr) -> ProxyError {
     if error.is_connect() {
         return ProxyError::Connect {
             instance,
