@@ -20,7 +20,7 @@ use super::error::{BoxError, ProxyError};
 use super::headers;
 use super::retry::{self, failure_of, safe_to_retry, withdraw_retry, Failure, Tried, TryBody};
 use super::router::Router;
-use super::upstream::UpstreamClient;
+use super::upstream::{UpstreamClient, UpstreamError};
 use crate::balance::{
     FinishObserver, InFlight, Instance, InstanceTable, Outcome, Pick, RequestKey,
 };
@@ -313,15 +313,12 @@ fn upstream_request(
     Ok(Request::from_parts(parts, body))
 }
 
-/// Picks an instance not tried yet whose breaker admits a request.
-///
-/// The balancer is asked first; if it keeps offering tried or refused
-/// instances (a hash, a sticky session), the table is scanned in order.
 /// Picks an instance for one try: one not tried yet whose breaker admits it.
 ///
-/// The first pick honours the client's affinity cookie; when the pinned
-/// instance cannot take the try, the algorithm picks and the client is
-/// pinned again to whichever instance that is.
+/// The balancer is asked first; if it keeps offering tried or refused
+/// instances (a hash, a sticky session), the table is scanned in order. The
+/// first pick honours the client's affinity cookie; when the pinned instance
+/// cannot take the try, the client is pinned again to whichever instance does.
 fn pick(
     service: &Service,
     key: &RequestKey,
@@ -420,7 +417,7 @@ fn outcome_of(error: &ProxyError) -> Outcome {
 }
 
 /// Tells a connect failure from a failure after connecting, and finds a body-limit error.
-fn classify(error: hyper_util::client::legacy::Error, instance: SocketAddr) -> ProxyError {
+fn classify(error: UpstreamError, instance: SocketAddr) -> ProxyError {
     if error.is_connect() {
         return ProxyError::Connect {
             instance,

@@ -58,8 +58,7 @@ pub fn add_forwarded(
     version: Version,
     host: Option<&HeaderValue>,
 ) {
-    let client = HeaderValue::from_str(&client_ip.to_string())
-        .expect("an IP address is a valid header value");
+    let client = ip_header_value(client_ip);
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for(headers, client));
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = host {
@@ -82,6 +81,48 @@ fn forwarded_for(headers: &HeaderMap, client: HeaderValue) -> HeaderValue {
     }
     joined.extend_from_slice(client.as_bytes());
     HeaderValue::from_bytes(&joined).unwrap_or(client)
+}
+
+/// An IP address as a header value, formatted on the stack: `to_string` costs
+/// an allocation and the formatting machinery on every request.
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    let mut text = [0u8; 45];
+    let len = match ip {
+        IpAddr::V4(v4) => {
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text[len] = b'.';
+                    len += 1;
+                }
+                len += write_decimal(octet, &mut text[len..]);
+            }
+            len
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let mut rest = &mut text[..];
+            write!(rest, "{v6}").expect("45 bytes hold any IPv6 address");
+            45 - rest.len()
+        }
+    };
+    HeaderValue::from_bytes(&text[..len]).expect("an IP address is a valid header value")
+}
+
+/// Writes `n` in decimal at the start of `out` and returns the digits written.
+fn write_decimal(n: u8, out: &mut [u8]) -> usize {
+    let digits = [n / 100, n / 10 % 10, n % 10];
+    let skip = if n >= 100 {
+        0
+    } else if n >= 10 {
+        1
+    } else {
+        2
+    };
+    for (slot, digit) in out.iter_mut().zip(&digits[skip..]) {
+        *slot = b'0' + digit;
+    }
+    3 - skip
 }
 
 /// The `Via` entry for a hop of this HTTP version.
@@ -154,6 +195,26 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["via"], "1.1 tidegate");
+    }
+
+    #[test]
+    fn formats_client_addresses_like_display() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "192.0.2.255",
+            "127.0.0.1",
+            "2001:db8::7",
+            "::ffff:10.0.0.1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+        ] {
+            let addr: IpAddr = ip.parse().expect("a valid address");
+            assert_eq!(
+                ip_header_value(addr),
+                addr.to_string().as_str(),
+                "the header carries the address's standard text form"
+            );
+        }
     }
 
     #[test]
