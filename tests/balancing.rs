@@ -118,3 +118,89 @@ async fn session_affinity_pins_a_client_to_one_origin_through_the_proxy() {
     );
     assert!(tidegate.shutdown().await);
 }
+
+/// The `name=value` pair of a response's affinity cookie.
+fn affinity_pair(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::SET_COOKIE)?.to_str().ok()?;
+    value.split(';').next().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_client_pinned_to_a_draining_instance_moves_and_is_pinned_again() {
+    let (origins, tidegate) = service(
+        &[1, 1],
+        "algorithm = \"round_robin\"\nsession_affinity = true",
+    )
+    .await;
+    let proxy = tidegate.proxy_addr();
+    let (_, headers, first_body) = get_with_cookie(proxy, None).await;
+    let pinned = affinity_pair(&headers).expect("a new client is pinned");
+    let pinned_origin = origins
+        .iter()
+        .find(|o| first_body == format!("origin {}", o.addr.port()))
+        .expect("one of the origins answered");
+
+    let service = &tidegate.registry.services()[0];
+    let instance = service
+        .table
+        .load()
+        .instances()
+        .iter()
+        .find(|i| i.addr() == pinned_origin.addr)
+        .cloned()
+        .expect("the pinned origin is an instance");
+    assert!(tidegate::health::drain::begin(&instance));
+
+    let (status, headers, body) = get_with_cookie(proxy, Some(&pinned)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(body, first_body, "a draining instance gets no new request");
+    let repinned = affinity_pair(&headers).expect("the client is pinned again");
+    assert_ne!(repinned, pinned, "the new cookie names the other instance");
+
+    let (_, headers, again) = get_with_cookie(proxy, Some(&repinned)).await;
+    assert_eq!(again, body, "the new cookie sticks");
+    assert!(!headers.contains_key(header::SET_COOKIE));
+    assert!(tidegate.shutdown().await);
+}
+
+#[tokio::test]
+async fn a_retry_away_from_a_failing_pinned_instance_pins_the_client_to_the_one_that_answered() {
+    let (bad, switch) = support::faults::switchable(false).await;
+    let good = support::named_origin().await;
+    let config = support::config(&format!(
+        r#"
+        [services.app]
+        routes = [{{ path_prefix = "/" }}]
+        instances = [{{ address = "{}" }}, {{ address = "{}" }}]
+        [services.app.load_balancer]
+        session_affinity = true
+        max_retries = 1
+        "#,
+        bad.addr, good.addr
+    ));
+    let tidegate = support::start(config).await;
+    let proxy = tidegate.proxy_addr();
+
+    // Find the cookie that pins a client to the origin about to fail.
+    let mut pinned_to_bad = None;
+    for _ in 0..8 {
+        let (_, headers, body) = get_with_cookie(proxy, None).await;
+        if body == format!("origin {}", bad.addr.port()) {
+            pinned_to_bad = affinity_pair(&headers);
+            break;
+        }
+    }
+    let pinned_to_bad = pinned_to_bad.expect("round robin reaches both origins");
+
+    switch.set_bad(true);
+    let (status, headers, body) = get_with_cookie(proxy, Some(&pinned_to_bad)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the GET is retried on the other origin"
+    );
+    assert_eq!(body, format!("origin {}", good.addr.port()));
+    let repinned = affinity_pair(&headers).expect("the client is pinned to the answering origin");
+    assert_ne!(repinned, pinned_to_bad);
+    assert!(tidegate.shutdown().await);
+}
