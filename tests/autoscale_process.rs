@@ -112,13 +112,23 @@ async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
             .any(|e| e.event_type == EventType::ScaleDown && e.success),
         "a scale_down event is recorded: {events:?}"
     );
-    let stored = running
-        .store
-        .store
-        .events(&"app".into(), 10)
-        .await
-        .expect("the store answers");
-    let kinds: Vec<EventType> = stored.iter().map(|e| e.event_type).collect();
+    // Events reach the database through the store's writer, a moment after
+    // the scaler has them: poll until both are rows, up to a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let kinds = loop {
+        let stored = running
+            .store
+            .store
+            .events(&"app".into(), 10)
+            .await
+            .expect("the store answers");
+        let kinds: Vec<EventType> = stored.iter().map(|e| e.event_type).collect();
+        let both = kinds.contains(&EventType::ScaleUp) && kinds.contains(&EventType::ScaleDown);
+        if both || std::time::Instant::now() > deadline {
+            break kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         kinds.contains(&EventType::ScaleUp) && kinds.contains(&EventType::ScaleDown),
         "both actions are rows of scaling_events: {kinds:?}"
