@@ -16,6 +16,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use tempfile::TempDir;
 use tidegate::config::Config;
 use tidegate::ids::{InstanceId, ServiceName};
+use tidegate::orchestrate::fixed::StaticOrchestrator;
+use tidegate::registry::Service;
+use tidegate::scale::scaler::{Scaled, Scaler};
+use tidegate::scale::source::StoreSource;
 use tidegate::store::retention::{self, Retained, RetentionPolicy};
 use tidegate::store::writer::{self, SampleQueue, WriterOptions};
 use tidegate::store::{
@@ -346,6 +350,80 @@ async fn an_operators_update_is_read_back_and_survives_a_restart() {
         let quota = store.quota(&api).await.unwrap().unwrap();
         assert_eq!(quota.quota.max_instances, 20);
         assert_eq!(quota.quota.priority_level, 3, "the plan's default priority");
+    }
+}
+
+/// Two static instances of `api` at 200% CPU, with a policy capped at two.
+fn capped_api() -> Config {
+    let text = r#"
+        [services.api]
+        routes = [{ path_prefix = "/" }]
+        instances = [{ address = "127.0.0.1:9001" }, { address = "127.0.0.1:9002" }]
+        [services.api.scaling]
+        min_instances = 1
+        max_instances = 2
+        "#;
+    Config::parse(text, std::path::Path::new(".")).unwrap()
+}
+
+#[tokio::test]
+async fn an_operators_edit_decides_the_very_next_evaluation() {
+    let api = ServiceName::new("api");
+    for db in migrated().await {
+        let config = capped_api();
+        db.store.seed_from_config(&config.services).await.unwrap();
+        let now = Utc::now();
+        let busy: Vec<Sample> = ["127.0.0.1:9001", "127.0.0.1:9002"]
+            .iter()
+            .flat_map(|instance| {
+                (0..6).map(move |k| {
+                    let mut s = Sample::new(ServiceName::new("api"), InstanceId::new(*instance));
+                    s.cpu_usage_percent = Some(200.0);
+                    s.recorded_at = now - chrono::Duration::seconds(5 * k + 2);
+                    s
+                })
+            })
+            .collect();
+        db.store.insert_sample_batch("busy", &busy).await.unwrap();
+        let service = std::sync::Arc::new(Service::new(config.services[0].clone()));
+        let scaled = Scaled {
+            orchestrator: std::sync::Arc::new(StaticOrchestrator::new(service.clone())),
+            service,
+        };
+        let scaler = Scaler {
+            services: vec![scaled.clone()],
+            source: std::sync::Arc::new(StoreSource::new(db.store.clone())),
+            config: config.scaler,
+            metrics_interval: config.store.metrics_interval,
+            local_events: None,
+        };
+
+        let capped = scaler.evaluate(&scaled).await.unwrap().unwrap();
+        assert!(
+            !capped.should_scale && capped.recommended_instances == 2,
+            "{}: the seeded max_instances = 2 holds the service at two: {capped}",
+            db.label()
+        );
+
+        schema::execute(
+            &db.store,
+            "UPDATE scaling_policies SET max_instances = 8 WHERE service_name = 'api'",
+        )
+        .await;
+        let raised = scaler.evaluate(&scaled).await.unwrap().unwrap();
+        assert!(
+            raised.should_scale && raised.recommended_instances == 6,
+            "{}: the next evaluation, without a restart, decides under max_instances = 8 \
+             (ceil(2 x 200 / 70) = 6): {raised}",
+            db.label()
+        );
+        let recorded = db.store.events(&api, 10).await.unwrap();
+        assert_eq!(
+            recorded.len(),
+            1,
+            "{}: the decision the edit allowed is a scaling_events row",
+            db.label()
+        );
     }
 }
 
