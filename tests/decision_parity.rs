@@ -341,3 +341,43 @@ async fn the_plans_one_argument_call_decides_from_recent_samples() {
         Err(e) => eprintln!("psql not found ({e}); checked through sqlx only"),
     }
 }
+
+#[tokio::test]
+async fn a_load_that_stopped_does_not_keep_scaling_up_on_its_latency() {
+    let Some((_, mut conn)) = migrated_database().await else {
+        return;
+    };
+    // Two instances: the older half of the window served at p95 300 ms, the
+    // newer half served nothing (no p95). Counting only the busy half would
+    // read 300 ms and ask for ceil(2 x 300 / 200) = 3 instances.
+    let case = cases::base(
+        "latency of a stopped load",
+        2,
+        Levels {
+            cpu: Some(10.0),
+            memory: None,
+            p95_ms: Some(300.0),
+        },
+    );
+    let service = ServiceName::new("stopped-load");
+    let samples: Vec<Sample> = samples_of(&case, &service)
+        .into_iter()
+        .map(|s| {
+            let idle = cases::now() - s.recorded_at < Duration::seconds(30);
+            Sample {
+                response_time_p95_ms: if idle { None } else { s.response_time_p95_ms },
+                ..s
+            }
+        })
+        .collect();
+    insert(&mut conn, &case, service.as_str(), &samples).await;
+
+    let rust = rust_decision(&case, &samples);
+    let sql = sql_columns(&mut conn, &case, service.as_str()).await;
+
+    assert_eq!(columns(&rust), sql, "both implementations decide alike");
+    assert!(
+        !rust.should_scale,
+        "an idle half brings the window's p95 to 150 ms, under its target: {rust}"
+    );
+}

@@ -129,7 +129,7 @@ async fn up_down_up_leaves_the_same_schema() {
             db.label()
         );
 
-        assert_eq!(db.store.migrate_down(true).await.unwrap(), vec![2, 1]);
+        assert_eq!(db.store.migrate_down(true).await.unwrap(), vec![3, 2, 1]);
         let left = schema::tables(&db.store).await;
         for table in PLAN_TABLES {
             assert!(
@@ -149,7 +149,7 @@ async fn up_down_up_leaves_the_same_schema() {
             db.label()
         );
 
-        assert_eq!(db.store.migrate_up().await.unwrap(), vec![1, 2]);
+        assert_eq!(db.store.migrate_up().await.unwrap(), vec![1, 2, 3]);
         assert_eq!(
             schema::snapshot(&db.store).await,
             first,
@@ -734,12 +734,15 @@ fn the_migrate_command_applies_reverts_and_reports() {
     };
     assert_eq!(
         migrate(&["status"]),
-        "0001_schema pending\n0002_scaling_decision pending\n"
+        "0001_schema pending\n0002_scaling_decision pending\n0003_idle_latency pending\n"
     );
-    assert_eq!(migrate(&["up"]), "applied 0001\napplied 0002\n");
+    assert_eq!(
+        migrate(&["up"]),
+        "applied 0001\napplied 0002\napplied 0003\n"
+    );
     assert_eq!(
         migrate(&["status"]),
-        "0001_schema applied\n0002_scaling_decision applied\n"
+        "0001_schema applied\n0002_scaling_decision applied\n0003_idle_latency applied\n"
     );
     assert!(
         dir.path().join("cli.db").exists(),
@@ -747,10 +750,16 @@ fn the_migrate_command_applies_reverts_and_reports() {
     );
     assert_eq!(
         migrate(&["down"]),
-        "reverted 0002\n",
+        "reverted 0003\n",
         "down reverts the latest"
     );
-    assert_eq!(migrate(&["down", "--all"]), "reverted 0001\n");
+    assert_eq!(
+        migrate(&["down", "--all"]),
+        "reverted 0002\nreverted 0001\n"
+    );
     assert_eq!(migrate(&["down", "--all"]), "nothing reverted\n");
-    assert_eq!(migrate(&["up"]), "applied 0001\napplied 0002\n");
+    assert_eq!(
+        migrate(&["up"]),
+        "applied 0001\napplied 0002\napplied 0003\n"
+    );
 }
