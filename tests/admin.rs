@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::sample;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -28,18 +30,6 @@ async fn status_origin() -> support::Origin {
         }
     })
     .await
-}
-
-/// The value of one sample of a Prometheus text exposition, matched by name and labels.
-fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    exposition.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
-        let (label_text, value) = rest.split_once("} ")?;
-        let matches = labels
-            .iter()
-            .all(|(k, v)| label_text.split(',').any(|l| l == format!("{k}=\"{v}\"")));
-        matches.then(|| value.trim().parse().ok()).flatten()
-    })
 }
 
 /// Polls `read` until `done` holds for its value, or fails at the deadline.

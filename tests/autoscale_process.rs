@@ -52,6 +52,30 @@ async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
     })
     .await;
     assert!(served, "the new instance serves traffic");
+    let admin = running.admin_addr;
+    let (moved, text) = metrics_until(admin, |m| {
+        value(m, "tidegate_instances", &[]) == Some(2.0)
+            && value(m, "tidegate_scaling_decisions_total", &UP_SCALED).is_some_and(|n| n >= 1.0)
+            && value(
+                m,
+                "tidegate_scaling_latency_seconds_count",
+                &[("direction", "up")],
+            )
+            .is_some_and(|n| n >= 1.0)
+            && value(
+                m,
+                "tidegate_resource_utilization_percent",
+                &[("resource", "cpu")],
+            )
+            .is_some_and(|cpu| cpu > 0.0)
+    })
+    .await;
+    assert!(
+        moved,
+        "/metrics shows the scale-up: two instances, a scaled decision, its \
+         trigger-to-serving latency and the CPU that caused it:\n{}",
+        scaling_lines(&text)
+    );
     stop.store(true, Ordering::Relaxed);
 
     let idle_stop = Arc::new(AtomicBool::new(false));
@@ -112,6 +136,22 @@ async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
             .any(|e| e.event_type == EventType::ScaleDown && e.success),
         "a scale_down event is recorded: {events:?}"
     );
+    let (moved, text) = metrics_until(admin, |m| {
+        value(m, "tidegate_instances", &[]) == Some(1.0)
+            && value(m, "tidegate_scaling_decisions_total", &DOWN_SCALED).is_some_and(|n| n >= 1.0)
+            && value(
+                m,
+                "tidegate_scaling_latency_seconds_count",
+                &[("direction", "down")],
+            )
+            .is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    assert!(
+        moved,
+        "/metrics shows the scale-down:\n{}",
+        scaling_lines(&text)
+    );
     // Events reach the database through the store's writer, a moment after
     // the scaler has them: poll until both are rows, up to a deadline.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -134,4 +174,41 @@ async fn cpu_load_scales_up_and_idle_scales_down_without_failed_requests() {
         "both actions are rows of scaling_events: {kinds:?}"
     );
     running.shutdown().await;
+}
+
+const UP_SCALED: [(&str, &str); 2] = [("direction", "up"), ("result", "scaled")];
+const DOWN_SCALED: [(&str, &str); 2] = [("direction", "down"), ("result", "scaled")];
+
+/// One sample of the `app` service's metric `name` with these further labels.
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut all = vec![("service", "app")];
+    all.extend_from_slice(labels);
+    support::sample(text, name, &all)
+}
+
+/// Reads `/metrics` until `done` holds (true) or 30 s pass (false), with the last text.
+async fn metrics_until(admin: std::net::SocketAddr, done: impl Fn(&str) -> bool) -> (bool, String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = support::metrics_text(admin).await;
+        if done(&text) {
+            return (true, text);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return (false, text);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The lines of the autoscaler's metrics, for a failure message.
+fn scaling_lines(text: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            l.starts_with("tidegate_instances")
+                || l.starts_with("tidegate_scaling")
+                || l.starts_with("tidegate_resource")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

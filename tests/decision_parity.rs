@@ -200,11 +200,10 @@ async fn sql_columns(conn: &mut PgConnection, case: &Case, service: &str) -> Col
     )
 }
 
-#[tokio::test]
-async fn sql_function_decides_every_scenario_like_the_rust_function() {
-    let Some(server) = support::pg::server() else {
-        return;
-    };
+/// A fresh PostgreSQL database with every migration applied (0002's function
+/// included), with its URL and a connection; `None` when PostgreSQL is skipped.
+async fn migrated_database() -> Option<(String, PgConnection)> {
+    let server = support::pg::server()?;
     let url = server.fresh_database().await;
     let store = Store::connect(&url)
         .await
@@ -214,9 +213,17 @@ async fn sql_function_decides_every_scenario_like_the_rust_function() {
         .await
         .expect("the migrations apply, 0002 included");
     store.close().await;
-    let mut conn = PgConnection::connect(&url)
+    let conn = PgConnection::connect(&url)
         .await
         .expect("the test database accepts connections");
+    Some((url, conn))
+}
+
+#[tokio::test]
+async fn sql_function_decides_every_scenario_like_the_rust_function() {
+    let Some((_, mut conn)) = migrated_database().await else {
+        return;
+    };
 
     let all = cases::cases();
     assert!(all.len() >= 20, "at least 20 scenarios run through both");
@@ -260,4 +267,117 @@ fn scenario_samples_aggregate_to_the_scenario_levels() {
             case.name
         );
     }
+}
+
+/// The plan's own check, verbatim: `psql -c "SELECT * FROM
+/// evaluate_scaling_decision('test-service')"`, every optional argument at its
+/// default (the current count taken from the instances reporting, now = NOW()).
+const PLAN_QUERY: &str = "SELECT * FROM evaluate_scaling_decision('test-service')";
+
+#[tokio::test]
+async fn the_plans_one_argument_call_decides_from_recent_samples() {
+    let Some((url, mut conn)) = migrated_database().await else {
+        return;
+    };
+
+    let unknown = sqlx::query(PLAN_QUERY)
+        .fetch_one(&mut conn)
+        .await
+        .expect("the function answers for a service without a policy");
+    assert!(!unknown.get::<bool, _>("should_scale"));
+    assert_eq!(unknown.get::<String, _>("reason"), "no scaling policy");
+
+    // The plan's case: two instances at 85% CPU against a threshold of 80.
+    let case = cases::base("plan call", 2, cases::cpu_mem(85.0, 60.0));
+    let service = ServiceName::new("test-service");
+    let now = Utc::now();
+    let samples: Vec<Sample> = (0..12)
+        .flat_map(|slot| (0..2).map(move |instance| (slot, instance)))
+        .map(|(slot, instance)| Sample {
+            cpu_usage_percent: case.levels.cpu,
+            memory_usage_percent: case.levels.memory,
+            recorded_at: now - Duration::milliseconds(slot * 5000 + 2500),
+            ..Sample::new(service.clone(), InstanceId::new(format!("i{instance}")))
+        })
+        .collect();
+    insert(&mut conn, &case, service.as_str(), &samples).await;
+
+    let row = sqlx::query(PLAN_QUERY)
+        .fetch_one(&mut conn)
+        .await
+        .expect("the plan's call answers");
+    assert!(row.get::<bool, _>("should_scale"), "85% CPU scales up");
+    assert_eq!(row.get::<String, _>("scale_direction"), "up");
+    assert_eq!(row.get::<i32, _>("recommended_instances"), 3);
+    assert_eq!(row.get::<String, _>("trigger_metric"), "cpu");
+    let confidence: String = sqlx::query_scalar(
+        "SELECT confidence_score::text FROM evaluate_scaling_decision('test-service')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("the plan's call answers");
+    assert_eq!(
+        confidence, "100.00",
+        "both instances reported every interval"
+    );
+
+    // And through psql itself, when the machine has it.
+    match std::process::Command::new("psql")
+        .args([url.as_str(), "-X", "-A", "-t", "-c", PLAN_QUERY])
+        .output()
+    {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "psql runs the plan's query: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                text.starts_with("t|up|3|cpu|"),
+                "psql prints the decision row: {text}"
+            );
+        }
+        Err(e) => eprintln!("psql not found ({e}); checked through sqlx only"),
+    }
+}
+
+#[tokio::test]
+async fn a_load_that_stopped_does_not_keep_scaling_up_on_its_latency() {
+    let Some((_, mut conn)) = migrated_database().await else {
+        return;
+    };
+    // Two instances: the older half of the window served at p95 300 ms, the
+    // newer half served nothing (no p95). Counting only the busy half would
+    // read 300 ms and ask for ceil(2 x 300 / 200) = 3 instances.
+    let case = cases::base(
+        "latency of a stopped load",
+        2,
+        Levels {
+            cpu: Some(10.0),
+            memory: None,
+            p95_ms: Some(300.0),
+        },
+    );
+    let service = ServiceName::new("stopped-load");
+    let samples: Vec<Sample> = samples_of(&case, &service)
+        .into_iter()
+        .map(|s| {
+            let idle = cases::now() - s.recorded_at < Duration::seconds(30);
+            Sample {
+                response_time_p95_ms: if idle { None } else { s.response_time_p95_ms },
+                ..s
+            }
+        })
+        .collect();
+    insert(&mut conn, &case, service.as_str(), &samples).await;
+
+    let rust = rust_decision(&case, &samples);
+    let sql = sql_columns(&mut conn, &case, service.as_str()).await;
+
+    assert_eq!(columns(&rust), sql, "both implementations decide alike");
+    assert!(
+        !rust.should_scale,
+        "an idle half brings the window's p95 to 150 ms, under its target: {rust}"
+    );
 }

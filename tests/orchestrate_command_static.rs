@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tidegate::config::{Config, OrchestratorConfig};
 use tidegate::orchestrate::command::CommandOrchestrator;
+use tidegate::orchestrate::fixed::StaticOrchestrator;
 use tidegate::orchestrate::{self, Orchestrator};
 use tidegate::registry::Service;
 use tidegate::scale::event::EventType;
@@ -21,6 +22,9 @@ fn command_service(scale_up: &str, scale_down: &str, list: &str) -> Arc<Service>
         routes = [{{ path_prefix = "/" }}]
         [services.app.load_balancer]
         healthy_threshold = 1
+        [services.app.scaling]
+        min_instances = 1
+        max_instances = 2
         [services.app.orchestrator]
         kind = "command"
         scale_up = '{scale_up}'
@@ -109,6 +113,42 @@ async fn failing_script_is_an_error_that_says_why() {
 }
 
 #[tokio::test]
+async fn a_failing_scale_up_script_is_recorded_as_a_failed_scaling_event() {
+    let origin = support::origin(|_| async { support::text(StatusCode::OK, "ok") }).await;
+    let marks = tempfile::tempdir().expect("a temporary folder");
+    // The first call brings up the instance; every later one fails like a cloud CLI out of quota.
+    let service = command_service(
+        &format!(
+            "if mkdir {}/first 2>/dev/null; then echo {}; else echo quota exceeded >&2; exit 3; fi",
+            marks.path().display(),
+            origin.addr
+        ),
+        "true",
+        &format!("echo {}", origin.addr),
+    );
+    let orch = Arc::new(orchestrator(&service));
+    orch.start().await.expect("the first scale_up succeeds");
+
+    let events = support::evaluate_under_load(&service, orch, 200.0).await;
+
+    assert_eq!(events.len(), 1, "one evaluation, one event: {events:?}");
+    let event = &events[0];
+    assert_eq!(event.event_type, EventType::ScaleFailed);
+    assert!(!event.success);
+    let message = event.error_message.as_deref().unwrap_or("");
+    assert!(
+        message.contains("scale_up") && message.contains("quota exceeded"),
+        "the event carries the script's failure: {message:?}"
+    );
+    assert_eq!(
+        (event.instances_before, event.instances_after),
+        (1, 1),
+        "nothing joined the table"
+    );
+    assert_eq!(service.table.load().len(), 1);
+}
+
+#[tokio::test]
 async fn static_service_records_decisions_as_recommendations_only() {
     let origin = support::origin(|_| async {
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -163,4 +203,67 @@ async fn static_service_records_decisions_as_recommendations_only() {
         "the static service keeps its instances"
     );
     running.shutdown().await;
+}
+
+/// A static service of `kind` with three instances and a policy of 1 to 10.
+fn static_kind(kind: &str, min_instances: u32) -> Result<Arc<Service>, Vec<String>> {
+    let text = format!(
+        r#"
+        [services.app]
+        {kind}
+        routes = [{{ path_prefix = "/" }}]
+        instances = [{{ address = "127.0.0.1:9001" }}, {{ address = "127.0.0.1:9002" }},
+                     {{ address = "127.0.0.1:9003" }}]
+        [services.app.scaling]
+        min_instances = {min_instances}
+        max_instances = 10
+        "#
+    );
+    Config::parse(&text, Path::new("."))
+        .map(|c| Arc::new(Service::new(c.services[0].clone())))
+        .map_err(|e| e.lines())
+}
+
+#[tokio::test]
+async fn a_consensus_service_steps_by_two_where_a_stateless_one_steps_by_one() {
+    // Three instances at 85% CPU against a target of 70 ask for ceil(3 x 85 / 70) = 4.
+    for (kind, expected) in [
+        ("", 4),
+        ("kind = \"stateful\"\nrequires_consensus = true", 5),
+    ] {
+        let service = static_kind(kind, 1).expect("the config is valid");
+        let orch = Arc::new(StaticOrchestrator::new(Arc::clone(&service)));
+
+        let events = support::evaluate_under_load(&service, orch, 85.0).await;
+
+        assert_eq!(events.len(), 1, "{kind:?}: one recommendation: {events:?}");
+        assert_eq!(
+            (events[0].instances_before, events[0].instances_after),
+            (3, expected),
+            "{kind:?}: 3 -> {expected}"
+        );
+    }
+}
+
+#[test]
+fn service_kinds_that_could_break_their_rule_are_refused_at_load() {
+    let even = static_kind("kind = \"stateful\"\nrequires_consensus = true", 2)
+        .expect_err("an even consensus minimum is refused");
+    assert!(
+        even.iter()
+            .any(|l| l.contains("scaling.min_instances") && l.contains("odd")),
+        "the error names the key: {even:?}"
+    );
+    let singleton = static_kind("kind = \"singleton\"", 1)
+        .expect_err("a scaling policy on a singleton is refused");
+    assert!(
+        singleton.iter().any(|l| l.contains("never scaled")),
+        "the error says why: {singleton:?}"
+    );
+    let stateless = static_kind("requires_consensus = true", 1)
+        .expect_err("consensus without state is refused");
+    assert!(
+        stateless.iter().any(|l| l.contains("requires_consensus")),
+        "{stateless:?}"
+    );
 }

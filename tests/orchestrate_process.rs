@@ -29,6 +29,9 @@ fn service(command: &str, start_timeout: &str) -> Arc<Service> {
         routes = [{{ path_prefix = "/" }}]
         [services.app.load_balancer]
         healthy_threshold = 2
+        [services.app.scaling]
+        min_instances = 1
+        max_instances = 2
         [services.app.orchestrator]
         kind = "process"
         command = '{command}'
@@ -82,7 +85,8 @@ async fn started_instance_joins_the_table_only_once_healthy_and_serves() {
 
 #[tokio::test]
 async fn instance_never_healthy_is_killed_and_the_start_fails() {
-    let service = service("sleep 30", "1s");
+    // A fork and the shell itself: both must go, not only the group leader.
+    let service = service("sleep 4101 & exec sleep 4102", "1s");
     let (orch, _) = orchestrator(&service);
 
     let error = orch
@@ -98,10 +102,56 @@ async fn instance_never_healthy_is_killed_and_the_start_fails() {
         service.table.load().is_empty(),
         "an unhealthy instance never joins the table"
     );
+    let gone = support::eventually(Duration::from_secs(5), || {
+        running_with_args(&["sleep", "4101"]).is_empty()
+            && running_with_args(&["sleep", "4102"]).is_empty()
+    })
+    .await;
     assert!(
-        orch.live_pids().is_empty(),
-        "the failed instance's processes are killed"
+        gone,
+        "the failed instance's processes, forks included, are killed"
     );
+}
+
+#[tokio::test]
+async fn a_scale_up_that_never_gets_healthy_is_recorded_as_scale_failed() {
+    let marks = tempfile::tempdir().expect("a temporary folder");
+    // The first instance is the demo backend; every later one never answers.
+    let command = format!(
+        "if mkdir {}/first 2>/dev/null; then exec {}; else sleep 4201 & exec sleep 4202; fi",
+        marks.path().display(),
+        demo("")
+    );
+    let service = service(&command, "3s");
+    let (orch, _) = orchestrator(&service);
+    let first = orch.start().await.expect("the first instance starts");
+
+    let events = support::evaluate_under_load(&service, orch.clone(), 200.0).await;
+
+    assert_eq!(events.len(), 1, "one evaluation, one event: {events:?}");
+    let event = &events[0];
+    assert_eq!(event.event_type, EventType::ScaleFailed);
+    assert!(!event.success);
+    assert!(
+        event
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("did not pass")),
+        "the event says why: {event:?}"
+    );
+    assert_eq!((event.instances_before, event.instances_after), (1, 1));
+    let table = service.table.load();
+    assert!(
+        table.len() == 1 && table.instances()[0].id() == first.id(),
+        "only the healthy first instance serves"
+    );
+    let gone = support::eventually(Duration::from_secs(5), || {
+        running_with_args(&["sleep", "4201"]).is_empty()
+            && running_with_args(&["sleep", "4202"]).is_empty()
+    })
+    .await;
+    assert!(gone, "the unhealthy instance was killed, forks included");
+    orch.shutdown().await;
 }
 
 #[tokio::test]
@@ -195,4 +245,122 @@ fn alive(pid: u32) -> bool {
                 .starts_with('Z')
         })
         .unwrap_or(false)
+}
+
+/// Live (not zombie) processes whose command line is exactly `args`.
+fn running_with_args(args: &[&str]) -> Vec<u32> {
+    let wanted: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted) && alive(*pid)
+        })
+        .collect()
+}
+
+/// Every process below `root` in the parent-child tree, `root` excluded.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+#[tokio::test]
+async fn no_instance_process_outlives_the_tidegate_binary() {
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let config = format!(
+        r#"
+        [proxy]
+        listen = ["127.0.0.1:0"]
+        [admin]
+        listen = "{admin}"
+        [scaler]
+        enabled = false
+        [services.app]
+        routes = [{{ path_prefix = "/" }}]
+        [services.app.scaling]
+        min_instances = 2
+        max_instances = 2
+        [services.app.orchestrator]
+        kind = "process"
+        command = 'sleep 4301 & exec {}'
+        port_range = "0-0"
+        start_timeout = "20s"
+        stop_grace = "2s"
+        "#,
+        demo("")
+    );
+    let (mut tidegate, _dir) = support::serve_binary(&config);
+    let pid = tidegate.id().expect("tidegate is running");
+    assert!(
+        support::until_ready(admin, Duration::from_secs(30)).await,
+        "tidegate serve becomes ready"
+    );
+    // Two instances, each a demo backend and the sleep it forked.
+    let started = support::eventually(Duration::from_secs(20), || {
+        running_with_args(&["sleep", "4301"])
+            .iter()
+            .filter(|p| descendants(pid).contains(p))
+            .count()
+            == 2
+    })
+    .await;
+    assert!(started, "both instances run under tidegate");
+    let tree = descendants(pid);
+    assert!(
+        tree.len() >= 4,
+        "shells exec'd into servers, plus forks: {tree:?}"
+    );
+
+    nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM)
+        .expect("tidegate is signalled");
+    let status = tokio::time::timeout(Duration::from_secs(30), tidegate.wait())
+        .await
+        .expect("tidegate exits after SIGTERM")
+        .expect("its status is read");
+    assert!(status.success(), "an orderly exit: {status}");
+
+    let gone = support::eventually(Duration::from_secs(5), || {
+        tree.iter().all(|pid| !alive(*pid))
+    })
+    .await;
+    let left: Vec<u32> = tree.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(
+        gone,
+        "every process tidegate started is gone, forks included: {left:?} still run"
+    );
 }

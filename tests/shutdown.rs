@@ -8,16 +8,15 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use support::{held_origin, Origin};
+use support::{free_port, held_origin, Origin};
 
 /// Bound on every wait; reaching it fails the test.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -119,12 +118,6 @@ async fn shutdown_reports_a_request_cut_off_by_the_grace_period() {
     );
 }
 
-/// A port free at the time of the call (bound to port 0, then released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// The `tidegate serve` binary on free ports, proxying to `origin`.
 struct Binary {
     child: Child,
@@ -134,7 +127,6 @@ struct Binary {
 
 impl Binary {
     async fn serve(origin: &Origin) -> Binary {
-        let dir = tempfile::tempdir().unwrap();
         let proxy: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let config = format!(
@@ -152,17 +144,7 @@ impl Binary {
             "#,
             origin.addr
         );
-        let path = dir.path().join("tidegate.toml");
-        std::fs::write(&path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let (child, dir) = support::serve_binary(&config);
         let mut binary = Binary {
             child,
             proxy,

@@ -16,6 +16,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use tempfile::TempDir;
 use tidegate::config::Config;
 use tidegate::ids::{InstanceId, ServiceName};
+use tidegate::orchestrate::fixed::StaticOrchestrator;
+use tidegate::registry::Service;
+use tidegate::scale::scaler::{Scaled, Scaler};
+use tidegate::scale::source::StoreSource;
 use tidegate::store::retention::{self, Retained, RetentionPolicy};
 use tidegate::store::writer::{self, SampleQueue, WriterOptions};
 use tidegate::store::{
@@ -125,7 +129,7 @@ async fn up_down_up_leaves_the_same_schema() {
             db.label()
         );
 
-        assert_eq!(db.store.migrate_down(true).await.unwrap(), vec![2, 1]);
+        assert_eq!(db.store.migrate_down(true).await.unwrap(), vec![3, 2, 1]);
         let left = schema::tables(&db.store).await;
         for table in PLAN_TABLES {
             assert!(
@@ -145,7 +149,7 @@ async fn up_down_up_leaves_the_same_schema() {
             db.label()
         );
 
-        assert_eq!(db.store.migrate_up().await.unwrap(), vec![1, 2]);
+        assert_eq!(db.store.migrate_up().await.unwrap(), vec![1, 2, 3]);
         assert_eq!(
             schema::snapshot(&db.store).await,
             first,
@@ -346,6 +350,80 @@ async fn an_operators_update_is_read_back_and_survives_a_restart() {
         let quota = store.quota(&api).await.unwrap().unwrap();
         assert_eq!(quota.quota.max_instances, 20);
         assert_eq!(quota.quota.priority_level, 3, "the plan's default priority");
+    }
+}
+
+/// Two static instances of `api` at 200% CPU, with a policy capped at two.
+fn capped_api() -> Config {
+    let text = r#"
+        [services.api]
+        routes = [{ path_prefix = "/" }]
+        instances = [{ address = "127.0.0.1:9001" }, { address = "127.0.0.1:9002" }]
+        [services.api.scaling]
+        min_instances = 1
+        max_instances = 2
+        "#;
+    Config::parse(text, std::path::Path::new(".")).unwrap()
+}
+
+#[tokio::test]
+async fn an_operators_edit_decides_the_very_next_evaluation() {
+    let api = ServiceName::new("api");
+    for db in migrated().await {
+        let config = capped_api();
+        db.store.seed_from_config(&config.services).await.unwrap();
+        let now = Utc::now();
+        let busy: Vec<Sample> = ["127.0.0.1:9001", "127.0.0.1:9002"]
+            .iter()
+            .flat_map(|instance| {
+                (0..6).map(move |k| {
+                    let mut s = Sample::new(ServiceName::new("api"), InstanceId::new(*instance));
+                    s.cpu_usage_percent = Some(200.0);
+                    s.recorded_at = now - chrono::Duration::seconds(5 * k + 2);
+                    s
+                })
+            })
+            .collect();
+        db.store.insert_sample_batch("busy", &busy).await.unwrap();
+        let service = std::sync::Arc::new(Service::new(config.services[0].clone()));
+        let scaled = Scaled {
+            orchestrator: std::sync::Arc::new(StaticOrchestrator::new(service.clone())),
+            service,
+        };
+        let scaler = Scaler {
+            services: vec![scaled.clone()],
+            source: std::sync::Arc::new(StoreSource::new(db.store.clone())),
+            config: config.scaler,
+            metrics_interval: config.store.metrics_interval,
+            local_events: None,
+        };
+
+        let capped = scaler.evaluate(&scaled).await.unwrap().unwrap();
+        assert!(
+            !capped.should_scale && capped.recommended_instances == 2,
+            "{}: the seeded max_instances = 2 holds the service at two: {capped}",
+            db.label()
+        );
+
+        schema::execute(
+            &db.store,
+            "UPDATE scaling_policies SET max_instances = 8 WHERE service_name = 'api'",
+        )
+        .await;
+        let raised = scaler.evaluate(&scaled).await.unwrap().unwrap();
+        assert!(
+            raised.should_scale && raised.recommended_instances == 6,
+            "{}: the next evaluation, without a restart, decides under max_instances = 8 \
+             (ceil(2 x 200 / 70) = 6): {raised}",
+            db.label()
+        );
+        let recorded = db.store.events(&api, 10).await.unwrap();
+        assert_eq!(
+            recorded.len(),
+            1,
+            "{}: the decision the edit allowed is a scaling_events row",
+            db.label()
+        );
     }
 }
 
@@ -656,12 +734,15 @@ fn the_migrate_command_applies_reverts_and_reports() {
     };
     assert_eq!(
         migrate(&["status"]),
-        "0001_schema pending\n0002_scaling_decision pending\n"
+        "0001_schema pending\n0002_scaling_decision pending\n0003_idle_latency pending\n"
     );
-    assert_eq!(migrate(&["up"]), "applied 0001\napplied 0002\n");
+    assert_eq!(
+        migrate(&["up"]),
+        "applied 0001\napplied 0002\napplied 0003\n"
+    );
     assert_eq!(
         migrate(&["status"]),
-        "0001_schema applied\n0002_scaling_decision applied\n"
+        "0001_schema applied\n0002_scaling_decision applied\n0003_idle_latency applied\n"
     );
     assert!(
         dir.path().join("cli.db").exists(),
@@ -669,10 +750,16 @@ fn the_migrate_command_applies_reverts_and_reports() {
     );
     assert_eq!(
         migrate(&["down"]),
-        "reverted 0002\n",
+        "reverted 0003\n",
         "down reverts the latest"
     );
-    assert_eq!(migrate(&["down", "--all"]), "reverted 0001\n");
+    assert_eq!(
+        migrate(&["down", "--all"]),
+        "reverted 0002\nreverted 0001\n"
+    );
     assert_eq!(migrate(&["down", "--all"]), "nothing reverted\n");
-    assert_eq!(migrate(&["up"]), "applied 0001\napplied 0002\n");
+    assert_eq!(
+        migrate(&["up"]),
+        "applied 0001\napplied 0002\napplied 0003\n"
+    );
 }

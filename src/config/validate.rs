@@ -323,6 +323,21 @@ fn validate_service(c: &mut Checker, name: &str, s: &RawService) -> Option<Servi
             "a service on the static orchestrator needs at least one instance",
         );
     }
+    let consensus = ServiceKind::Stateful {
+        requires_consensus: true,
+    };
+    if let (true, Some(policy)) = (kind == consensus, &policy) {
+        // The decision keeps a consensus group odd; its first members must be too.
+        if policy.min_instances % 2 == 0 {
+            c.error(
+                format!("{p}.scaling.min_instances"),
+                format!(
+                    "{} is even; a service that requires consensus runs an odd member count",
+                    policy.min_instances
+                ),
+            );
+        }
+    }
     if let (ServiceKind::Singleton, Some(policy)) = (kind, &policy) {
         if policy.enabled {
             c.error(

@@ -3,7 +3,8 @@
 //!
 //! Samples of one service are written for every instance at once, each
 //! `metrics_interval`. The averages are plain means over every sample in the
-//! window (as the plan's SQL takes them); the peak is the highest of the
+//! window (as the plan's SQL takes them), p95 counting an idle interval as 0;
+//! the peak is the highest of the
 //! per-interval means, so that a scale-down answers the busiest moment of its
 //! cooldown rather than the latest dip. PostgreSQL's
 //! `evaluate_scaling_decision` computes the same two aggregates in SQL.
@@ -22,7 +23,8 @@ pub struct Levels {
     pub cpu: Option<f64>,
     /// Memory, percent; `None` when no sample carried one.
     pub memory: Option<f64>,
-    /// p95 latency, milliseconds; `None` when no instance served a request.
+    /// p95 latency, milliseconds, an interval without requests counting as 0;
+    /// `None` when no instance served a request.
     pub p95_ms: Option<f64>,
 }
 
@@ -122,8 +124,26 @@ fn mean_levels(samples: &[&Sample]) -> Levels {
     Levels {
         cpu: mean(samples.iter().filter_map(|s| s.cpu_usage_percent)),
         memory: mean(samples.iter().filter_map(|s| s.memory_usage_percent)),
-        p95_ms: mean(samples.iter().filter_map(|s| s.response_time_p95_ms)),
+        p95_ms: idle_aware_p95(samples),
     }
+}
+
+/// The mean p95 where an interval without requests (no p95) counts as 0 ms:
+/// nobody waited in it. Averaging only the busy intervals would keep a load's
+/// latency in the window for a whole window after the load stopped, and go on
+/// scaling up a service that serves nothing. `None` when no sample has a p95.
+fn idle_aware_p95(samples: &[&Sample]) -> Option<f64> {
+    samples
+        .iter()
+        .any(|s| s.response_time_p95_ms.is_some())
+        .then(|| {
+            mean(
+                samples
+                    .iter()
+                    .map(|s| s.response_time_p95_ms.unwrap_or(0.0)),
+            )
+            .unwrap_or(0.0)
+        })
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -175,6 +195,32 @@ mod tests {
         assert_eq!(
             observed.window.expected_samples, 24,
             "12 intervals x 2 instances"
+        );
+    }
+
+    #[test]
+    fn idle_intervals_dilute_the_latency_of_a_load_that_stopped() {
+        let now = DateTime::from_timestamp(1_000_000, 0).expect("valid time");
+        let with_p95 = |secs_ago, p95| Sample {
+            response_time_p95_ms: p95,
+            ..sample("a", secs_ago, 5.0, now)
+        };
+        let stopped = vec![
+            with_p95(10, None),
+            with_p95(20, None),
+            with_p95(30, Some(300.0)),
+        ];
+        let observed = Observed::from_samples(&stopped, &span(now, 0), 1);
+        assert_eq!(
+            observed.window.levels.p95_ms,
+            Some(100.0),
+            "two idle intervals and one at 300 ms average to 100 ms"
+        );
+        let idle = vec![with_p95(10, None), with_p95(20, None)];
+        let observed = Observed::from_samples(&idle, &span(now, 0), 1);
+        assert_eq!(
+            observed.window.levels.p95_ms, None,
+            "no request, no latency level"
         );
     }
 

@@ -370,3 +370,123 @@ pub async fn held_origin() -> HeldOrigin {
         release,
     }
 }
+
+/// Runs one scaling evaluation of `service` with every instance of its table
+/// reporting `cpu` percent for the last minute, requires it to decide a
+/// scale-up, and returns the events it recorded.
+pub async fn evaluate_under_load(
+    service: &Arc<tidegate::registry::Service>,
+    orchestrator: Arc<dyn tidegate::orchestrate::Orchestrator>,
+    cpu: f64,
+) -> Vec<tidegate::scale::event::ScalingEvent> {
+    use tidegate::scale::recorder::MemorySink;
+    use tidegate::scale::scaler::{Scaled, Scaler};
+    use tidegate::scale::source::MemorySource;
+    use tidegate::scale::{Sample, SampleSink};
+
+    let samples = Arc::new(MemorySink::new(1_000));
+    let events = Arc::new(tidegate::scale::event::MemoryEvents::default());
+    let now = chrono::Utc::now();
+    let busy: Vec<Sample> = service
+        .table
+        .load()
+        .instances()
+        .iter()
+        .flat_map(|instance| {
+            (0..12).map(move |k| Sample {
+                cpu_usage_percent: Some(cpu),
+                recorded_at: now - chrono::Duration::seconds(5 * k + 2),
+                ..Sample::new(service.name.clone(), instance.id().clone())
+            })
+        })
+        .collect();
+    samples.push(busy);
+    let scaled = Scaled {
+        service: Arc::clone(service),
+        orchestrator,
+    };
+    let scaler = Scaler {
+        services: vec![scaled.clone()],
+        source: Arc::new(MemorySource::new(samples, events.clone())),
+        config: tidegate::config::ScalerConfig {
+            enabled: true,
+            evaluation_interval: std::time::Duration::from_secs(5),
+            window: std::time::Duration::from_secs(60),
+            tolerance_percent: 10.0,
+            instance_hourly_cost: 0.0,
+        },
+        metrics_interval: std::time::Duration::from_secs(5),
+        local_events: None,
+    };
+    let decision = scaler
+        .evaluate(&scaled)
+        .await
+        .expect("the in-memory source answers")
+        .expect("the service has an enabled policy");
+    assert!(
+        decision.should_scale,
+        "the load asks for a scale-up: {decision}"
+    );
+    events.all()
+}
+
+/// A port free at the time of the call (bound to port 0, then released), for
+/// a `tidegate` binary whose address the test must know before it starts.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Polls `GET http://{admin}/ready` until it answers 200; false after `limit`.
+pub async fn until_ready(admin: SocketAddr, limit: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        let req = Request::get(format!("http://{admin}/ready"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        if let Ok(response) = client().request(req).await {
+            if response.status() == StatusCode::OK {
+                return true;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// The value of one sample of a Prometheus text exposition, matched by name and labels.
+pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        let (label_text, value) = rest.split_once("} ")?;
+        let matches = labels
+            .iter()
+            .all(|(k, v)| label_text.split(',').any(|l| l == format!("{k}=\"{v}\"")));
+        matches.then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+/// The admin endpoint's `/metrics` text.
+pub async fn metrics_text(admin: SocketAddr) -> String {
+    let (status, _, body) = get(admin, "/metrics").await;
+    assert_eq!(status, StatusCode::OK, "/metrics answers");
+    body
+}
+
+/// `tidegate serve` as a child process on `config` (written to a temporary
+/// folder, which also holds its SQLite store), output discarded, killed if dropped.
+pub fn serve_binary(config: &str) -> (tokio::process::Child, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("tidegate.toml");
+    std::fs::write(&path, config).expect("the config is written");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tidegate starts");
+    (child, dir)
+}

@@ -1,0 +1,2 @@
+-- Nothing to revert: see 0003_idle_latency.up.sql.
+SELECT 1;
