@@ -50,8 +50,7 @@ timeout 60 wrk -t1 -c64 -d3s http://127.0.0.1:18080/ >/dev/null
 dumped() {
     callgrind_control -d "$VG" >/dev/null 2>&1
     sleep 1
-    DUMP=$(ls -t "$WORK"/cg.* | head -1)
-    awk '/^(summary|totals):/ {print $2; exit}' "$DUMP"
+    awk '/^(summary|totals):/ {print $2; exit}' "$(ls -t "$WORK"/cg.* | head -1)"
 }
 # What tidegate spends with no requests (timers, the recorder, the store
 # writer) runs by wall-clock time, and under valgrind the request rate follows
@@ -68,4 +67,4 @@ ir=$(dumped)
 per_request=$(((ir - idle * SECS / IDLE_SECS) / requests))
 echo "requests $requests instructions $ir idle/s $((idle / IDLE_SECS))" \
     "instructions/request $per_request"
-if [ -n "${CALLGRIND_KEEP:-}" ]; then cp "$DUMP" "$CALLGRIND_KEEP"; fi
+if [ -n "${CALLGRIND_KEEP:-}" ]; then cp "$(ls -t "$WORK"/cg.* | head -1)" "$CALLGRIND_KEEP"; fi
