@@ -2,8 +2,8 @@
 # Compares tidegate with nginx and HAProxy, and with no proxy at all, on this
 # machine, in one run, and prints one markdown table per load.
 #
-#   bench/compare.sh                                   # full run (~20 minutes)
-#   BENCH_DURATION=3s BENCH_ROUNDS=1 bench/compare.sh  # quick check (~2 minutes)
+#   bench/compare.sh                                   # full run (~17 minutes)
+#   BENCH_DURATION=3s BENCH_WARMUP=1s BENCH_ROUNDS=1 bench/compare.sh  # check (~3 minutes)
 #
 # What it does, in order:
 #   1. installs nginx, haproxy, wrk and h2load (nghttp2-client) from Debian
@@ -16,7 +16,8 @@
 #      (bench/tidegate.toml, bench/proxy-nginx.conf, bench/haproxy.cfg);
 #   4. for each round, interleaved: wrk (HTTP/1.1 keep-alive) at each
 #      connection count against the origins directly and each proxy, then
-#      h2load (HTTP/2) against each proxy; every run is preceded by a warm-up;
+#      h2load (HTTP/2) against the origins (h2c on 18003) and each proxy; every
+#      run is preceded by a warm-up;
 #      the proxy's CPU time comes from /proc/PID/stat, its peak RSS from VmHWM;
 #   5. opens BENCH_IDLE idle keep-alive connections to each proxy and reports
 #      the memory they cost, in bytes per connection;
@@ -24,30 +25,34 @@
 #      everything it started, also on error, Ctrl-C or when its time is up.
 #
 # Settings (environment):
-#   BENCH_DURATION     measured time per run, like 15s           (15s)
+#   BENCH_DURATION     measured time per run, like 12s           (12s)
 #   BENCH_WARMUP       warm-up per run                           (2s)
 #   BENCH_ROUNDS       interleaved rounds; tables show medians   (5)
 #   BENCH_CONNECTIONS  wrk connection counts                     ("64 1024")
 #   BENCH_H2           h2load connections x streams, or "" to skip (64x8)
 #   BENCH_IDLE         idle connections for the memory table, 0 to skip (10000)
 #   BENCH_PROXIES      proxies to measure                        ("tidegate nginx haproxy")
+#   BENCH_LOADGEN      HTTP/1.1 load generator: wrk or oha       (wrk)
+#                      wrk (C, one thread) leaves the most of its core to the
+#                      origins; oha is installed with `cargo install` if chosen
 #   BENCH_PROXY_CPU / BENCH_LOAD_CPU   cores for the proxy / for load and origins (1 / 0)
 #   TIDEGATE_BIN       use this binary instead of building one
 #   BENCH_OUT          where raw results and the table go        (bench/out)
 #   BENCH_MAX_SECONDS  hard limit for the whole run              (computed)
 #
-# Ports used: 18001-18002, 18080-18081, 18090-18091, 18100-18101.
+# Ports used: 18001-18003, 18080-18081, 18090-18091, 18100-18101.
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BENCH_DURATION=${BENCH_DURATION:-15s}
+BENCH_DURATION=${BENCH_DURATION:-12s}
 BENCH_WARMUP=${BENCH_WARMUP:-2s}
 BENCH_ROUNDS=${BENCH_ROUNDS:-5}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-"64 1024"}
 BENCH_H2=${BENCH_H2-64x8}
 BENCH_IDLE=${BENCH_IDLE:-10000}
 BENCH_PROXIES=${BENCH_PROXIES:-"tidegate nginx haproxy"}
+BENCH_LOADGEN=${BENCH_LOADGEN:-wrk}
 BENCH_PROXY_CPU=${BENCH_PROXY_CPU:-1}
 BENCH_LOAD_CPU=${BENCH_LOAD_CPU:-0}
 BENCH_OUT=${BENCH_OUT:-bench/out}
@@ -115,16 +120,22 @@ install_tools() {
     command -v h2load >/dev/null || missing+=(nghttp2-client)
     command -v taskset >/dev/null || missing+=(util-linux)
     command -v python3 >/dev/null || missing+=(python3)
-    [ ${#missing[@]} -eq 0 ] && return
-    log "installing ${missing[*]}"
-    local sudo=""
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo=sudo
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if [ "$BENCH_LOADGEN" = oha ] && ! command -v oha >/dev/null; then
+        log "installing oha (cargo install, a few minutes)"
+        cargo install --locked oha >&2
+    fi
 }
 
+case $BENCH_LOADGEN in wrk | oha) ;; *) die "BENCH_LOADGEN must be wrk or oha" ;; esac
+export PATH="$PATH:/usr/sbin:${CARGO_HOME:-$HOME/.cargo}/bin" RUST_LOG=warn
 install_tools
-export PATH="$PATH:/usr/sbin" RUST_LOG=warn
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 NOFILE=$(ulimit -n)
 MAXCONN=$(((NOFILE - 200) / 2))
@@ -145,7 +156,7 @@ fi
 
 per_run=$((DUR_S + WARM_S + 3))
 h2_runs=0
-[ -n "$BENCH_H2" ] && h2_runs=${#PROXIES[@]}
+[ -n "$BENCH_H2" ] && h2_runs=$((${#PROXIES[@]} + 1))
 runs=$((BENCH_ROUNDS * (${#CONNS[@]} * (${#PROXIES[@]} + 1) + h2_runs)))
 BENCH_MAX_SECONDS=${BENCH_MAX_SECONDS:-$((runs * per_run + ${#PROXIES[@]} * 150 + 120))}
 log "$runs measured runs; stopping after ${BENCH_MAX_SECONDS}s whatever happens"
@@ -164,9 +175,10 @@ start_pinned "$BENCH_LOAD_CPU" origin nginx -p "$WORK" -c "$WORK/origin-nginx.co
 ORIGIN_MASTER=$LAST_PID
 wait_port 18001
 wait_port 18002
+wait_port 18003
 declare -A PID PORT H2PORT
 PID[direct]=$(pgrep -P "$ORIGIN_MASTER" | head -1)
-PORT[direct]=18001
+PORT[direct]=18001 H2PORT[direct]=18003
 
 for proxy in "${PROXIES[@]}"; do
     case $proxy in
@@ -212,6 +224,25 @@ wrk_run() {
         "http://127.0.0.1:$port/" | awk '$1 == "RESULT" {print $2, $3, $4, $5, $6, $7}'
 }
 
+# One oha run, same output as wrk_run. oha counts transport errors apart
+# from answers; both count as errors here, like wrk's.
+oha_run() {
+    local port=$1 conns=$2 duration=$3 json
+    json=$(taskset -c "$BENCH_LOAD_CPU" timeout $((DUR_S + WARM_S + 30)) \
+        oha --no-tui -c "$conns" -z "$duration" -t 5s --output-format json \
+        "http://127.0.0.1:$port/") || return 0
+    python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+codes = r.get("statusCodeDistribution") or {}
+ok = sum(n for c, n in codes.items() if 200 <= int(c) < 400)
+errors = sum(codes.values()) - ok + sum((r.get("errorDistribution") or {}).values())
+p = r["latencyPercentiles"]
+us = lambda s: int((s or 0) * 1e6)
+print(ok, int(r["summary"]["total"] * 1e6), errors, us(p["p50"]), us(p["p99"]), us(p["p99.9"]))
+' <<<"$json"
+}
+
 # One h2load run, same output as wrk_run, percentiles from its request log.
 h2_run() {
     local port=$1 conns=${BENCH_H2%x*} streams=${BENCH_H2#*x} duration=$2 logfile=$3
@@ -239,9 +270,9 @@ measure() {
     local load=$1 target=$2 round=$3 kind=$4 conns=$5
     local pid=${PID[$target]} before after result hwm
     if [ "$kind" = h1 ]; then
-        wrk_run "${PORT[$target]}" "$conns" "$BENCH_WARMUP" >/dev/null
+        "${BENCH_LOADGEN}_run" "${PORT[$target]}" "$conns" "$BENCH_WARMUP" >/dev/null
         before=$(cpu_ticks "$pid")
-        result=$(wrk_run "${PORT[$target]}" "$conns" "$BENCH_DURATION")
+        result=$("${BENCH_LOADGEN}_run" "${PORT[$target]}" "$conns" "$BENCH_DURATION")
     else
         h2_run "${H2PORT[$target]}" "$WARM_S" "$WORK/h2-warm.log" >/dev/null
         before=$(cpu_ticks "$pid")
@@ -269,7 +300,7 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
         done
     done
     if [ -n "$BENCH_H2" ]; then
-        for target in "${order[@]}"; do
+        for target in direct "${order[@]}"; do
             measure "HTTP/2, ${BENCH_H2%x*} connections x ${BENCH_H2#*x} streams" \
                 "$target" "$round" h2 0
         done
@@ -307,13 +338,16 @@ fi
 # --- the table ---------------------------------------------------------------
 
 {
+    echo "<!-- compare:begin -->"
     echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) cores," \
         "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo);" \
         "$BENCH_ROUNDS round(s) of $BENCH_DURATION (warm-up $BENCH_WARMUP), medians;" \
-        "proxy on CPU $BENCH_PROXY_CPU, load and origins on CPU $BENCH_LOAD_CPU."
+        "proxy on CPU $BENCH_PROXY_CPU, load and origins on CPU $BENCH_LOAD_CPU;" \
+        "HTTP/1.1 load from $BENCH_LOADGEN, HTTP/2 from h2load."
     echo "Ratios in brackets are to nginx. Versions: $(nginx -v 2>&1 | sed 's/.*: //')," \
         "$(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), $("$TIDEGATE_BIN" --version)."
     echo
     python3 bench/summarize.py "$RAW" "$IDLE"
+    echo "<!-- compare:end -->"
 } | tee "$TABLE"
 log "raw rows in $RAW; table in $TABLE"

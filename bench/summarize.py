@@ -83,7 +83,7 @@ def throughput(path):
 
 
 def idle(path):
-    out = ["\n### 10,000 idle keep-alive client connections\n",
+    out = ["",
            "| proxy | connections held | RSS before MiB | RSS holding MiB | bytes / connection |",
            "|---|---|---|---|---|"]
     per = {}
@@ -97,6 +97,8 @@ def idle(path):
             bpc = (after - before) * 1024 / held if held else 0.0
             per[target] = bpc
             rows.append((target, held, before, after, bpc))
+    most = max((held for _, held, _, _, _ in rows), default=0)
+    out[0] = f"\n### {most:,} idle keep-alive client connections\n"
     for target, held, before, after, bpc in rows:
         out.append(f"| {LABEL[target]} | {held:,} | {before / 1024:.1f} | {after / 1024:.1f} | "
                    f"{bpc:,.0f}{fmt_ratio(bpc, per.get('nginx'), True)} |")

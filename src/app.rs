@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -17,6 +18,7 @@ use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::health;
 use crate::proxy::tls::TlsTerminator;
+use crate::proxy::workers::{self, WorkerSetup};
 use crate::proxy::{server, upstream, Proxy, ProxyServer, Router};
 use crate::registry::Registry;
 use crate::scale::control::ControlPlane;
@@ -40,6 +42,9 @@ pub enum StartError {
     /// The store's database URL cannot be used.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A proxy worker thread or its runtime could not be started.
+    #[error("cannot start a proxy worker: {0}")]
+    Worker(std::io::Error),
 }
 
 /// A started tidegate.
@@ -63,15 +68,30 @@ pub struct Running {
 }
 
 /// Binds every listener and starts serving.
+///
+/// With `proxy.workers` above 1, the proxy runs on that many worker threads,
+/// one current-thread runtime each (see [`crate::proxy::workers`]); with 0 or
+/// 1 it runs on the caller's runtime (the binary turns 0 into the number of
+/// cores before calling this).
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let prometheus = telemetry::install_recorder();
     let registry = Arc::new(Registry::from_config(&config));
     let ready = Arc::new(AtomicBool::new(false));
 
-    let mut listeners = Vec::new();
-    for &addr in &config.proxy.listen {
-        listeners.push(server::bind(addr).map_err(|source| StartError::Bind { addr, source })?);
-    }
+    let mut listener_sets = if config.proxy.workers > 1 {
+        workers::bind(&config.proxy.listen, config.proxy.workers)
+            .map_err(|(addr, source)| StartError::Bind { addr, source })?
+    } else {
+        let mut listeners = Vec::new();
+        for &addr in &config.proxy.listen {
+            listeners.push(server::bind(addr).map_err(|source| StartError::Bind { addr, source })?);
+        }
+        vec![listeners]
+    };
+    let proxy_addrs: Vec<SocketAddr> = listener_sets[0]
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
     let admin_listener = server::bind(config.admin.listen).map_err(|source| StartError::Bind {
         addr: config.admin.listen,
         source,
@@ -93,15 +113,39 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(tls) => Some(TlsTerminator::new(tls, config.timeouts.idle)?),
         None => None,
     };
-    let server = ProxyServer::new(listeners, proxy, &config.limits, &config.timeouts, tls);
-    let proxy_addrs = server.local_addrs();
+    // On this runtime when there is one set of listeners; on worker threads otherwise.
+    let serving = if listener_sets.len() == 1 {
+        let listeners = listener_sets.pop().expect("one set");
+        Serving::Here(ProxyServer::new(
+            listeners,
+            proxy,
+            &config.limits,
+            &config.timeouts,
+            tls,
+        ))
+    } else {
+        Serving::Workers(listener_sets, proxy, tls)
+    };
     let store = StoreHandle::start(&config)?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let control = ControlPlane::start(&config, &registry, &store, shutdown_rx.clone()).await;
     let grace = config.proxy.shutdown_grace;
     let probers = health::prober::spawn(&registry, shutdown_rx.clone());
-    let proxy_task = tokio::spawn(server.run(shutdown_rx, grace));
+    let proxy_task = match serving {
+        Serving::Here(server) => tokio::spawn(server.run(shutdown_rx, grace)),
+        Serving::Workers(sets, proxy, tls) => {
+            let setup = WorkerSetup {
+                proxy,
+                limits: config.limits,
+                timeouts: config.timeouts,
+                tls,
+                shutdown: shutdown_rx,
+                grace,
+            };
+            tokio::spawn(workers::spawn(sets, setup).map_err(StartError::Worker)?)
+        }
+    };
     // The admin listener outlives the drain, so that /ready can say 503 while it runs.
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     let admin_state = AdminState {
@@ -138,6 +182,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         admin_task,
         probers,
     })
+}
+
+/// Where the proxy listeners are served.
+enum Serving {
+    /// On the runtime that called `start`.
+    Here(ProxyServer),
+    /// On one worker thread per listener set.
+    Workers(Vec<Vec<TcpListener>>, Arc<Proxy>, Option<TlsTerminator>),
 }
 
 impl Running {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -48,13 +49,21 @@ fn client() -> UpstreamClient {
     })
 }
 
+/// The instance authority the client is given next to an origin-form request.
+fn authority(addr: std::net::SocketAddr) -> Authority {
+    Authority::try_from(addr.to_string().as_str()).expect("an address is an authority")
+}
+
 async fn get(client: &UpstreamClient, addr: std::net::SocketAddr) -> (StatusCode, Bytes) {
     let req = Request::builder()
-        .uri(format!("http://{addr}/path?q=1"))
+        .uri("/path?q=1")
         .header("host", "origin")
         .body(RequestBody::Buffered(Full::new(Bytes::new())))
         .expect("a valid request");
-    let response = client.request(req).await.expect("the origin answers");
+    let response = client
+        .request(&authority(addr), req)
+        .await
+        .expect("the origin answers");
     let status = response.status();
     let body = response
         .into_body()
@@ -109,11 +118,14 @@ async fn reports_an_unreachable_instance_as_a_connect_error() {
     let addr = listener.local_addr().expect("address");
     drop(listener);
     let req = Request::builder()
-        .uri(format!("http://{addr}/"))
+        .uri("/")
         .body(RequestBody::Buffered(Full::new(Bytes::new())))
         .expect("a valid request");
 
-    let error = client().request(req).await.expect_err("nothing listens");
+    let error = client()
+        .request(&authority(addr), req)
+        .await
+        .expect_err("nothing listens");
 
     assert!(
         error.is_connect(),

@@ -26,6 +26,7 @@ use tracing::debug;
 
 use crate::proxy::server::stopped;
 use crate::registry::Registry;
+use crate::telemetry;
 
 /// What the admin endpoints read.
 #[derive(Clone)]
@@ -85,7 +86,9 @@ fn route(state: &AdminState, req: Request<Incoming>, _client: SocketAddr) -> Adm
         }
         (&Method::GET, "/stats") => json(StatusCode::OK, &stats::snapshot(&state.registry)),
         (&Method::GET, "/metrics") => {
-            let mut response = text(StatusCode::OK, state.prometheus.render());
+            let mut exposition = state.prometheus.render();
+            exposition.push_str(&telemetry::durations::render(&state.registry));
+            let mut response = text(StatusCode::OK, exposition);
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -287,7 +287,6 @@ impl Instance {
         s.requests.fetch_add(1, Ordering::Relaxed);
         s.latency.record(latency);
         self.observe_latency(latency);
-        self.metrics.duration(latency.as_secs_f64());
         if status != 0 {
             self.metrics.response(status);
         }

@@ -98,29 +98,29 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The runtime `serve` runs on. One worker gets a current-thread runtime:
-/// every task, timer and pooled upstream connection stays on one thread, with
-/// no work stealing and no cross-thread wake-ups, which costs measurably fewer
-/// instructions per request than a multi-thread runtime with one worker.
-fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    if workers == 1 {
-        return tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
+/// The runtime `serve` runs on: a current-thread runtime. With one worker it
+/// runs everything; with more, `app::start` gives the proxy one current-thread
+/// runtime per worker (`SO_REUSEPORT` listeners) and this one keeps the admin
+/// listener and the control plane. Either way every task, timer and pooled
+/// upstream connection of a client connection stays on one thread, with no
+/// work stealing and no cross-thread wake-ups: bench/RESULTS.md has the
+/// instructions per request against one multi-thread runtime.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// `proxy.workers`, with 0 meaning one worker per core.
+fn worker_count(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
     }
-    // TODO: one current-thread runtime per worker, each accepting on its own
-    // SO_REUSEPORT listener, would keep connections and pools on one core for
-    // any worker count; it needs app::start to hand the proxy listeners to the
-    // workers while the admin and control plane stay on this runtime.
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        builder.worker_threads(workers);
-    }
-    builder.enable_all().build()
 }
 
 fn serve(config_path: Option<PathBuf>) -> ExitCode {
-    let config = match Config::load_or_default(config_path.as_deref()) {
+    let mut config = match Config::load_or_default(config_path.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             for line in e.lines() {
@@ -129,7 +129,8 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match runtime(config.proxy.workers) {
+    config.proxy.workers = worker_count(config.proxy.workers);
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot start the runtime");

@@ -97,10 +97,9 @@ impl Proxy {
         req: Request<Incoming>,
         downstream: Downstream,
     ) -> Result<Response<ResponseBody>, ProxyError> {
-        let host = request_host(&req);
         let service = self
             .router
-            .route(host.as_deref(), req.uri().path())
+            .route(request_host(&req), req.uri().path())
             .ok_or(ProxyError::NoRoute)?;
         self.check_body_size(&req)?;
         let admission =
@@ -165,7 +164,7 @@ impl Proxy {
             let try_body = body
                 .next()
                 .expect("a streamed body is never retried, so every try has a body");
-            let req = upstream_request(head, try_body, &instance)?;
+            let req = upstream_request(head, try_body);
             // TODO: retries get their own `retry_timeout` rather than what is left of
             // the request's deadline, so a request may take up to `request` plus
             // `max_retries` times `retry_timeout`; an overall deadline would bound it.
@@ -251,8 +250,10 @@ impl Proxy {
         mut guard: InFlight,
         timeout: Duration,
     ) -> Result<Response<ResponseBody>, ProxyError> {
-        let addr = guard.instance().addr();
-        let result = tokio::time::timeout(timeout, self.client.request(req)).await;
+        let instance = guard.instance();
+        let addr = instance.addr();
+        let result =
+            tokio::time::timeout(timeout, self.client.request(instance.authority(), req)).await;
         let response = match result {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
@@ -283,34 +284,30 @@ impl Proxy {
     }
 }
 
-/// The host a request is addressed to: the `Host` header, else the URI's authority.
-fn request_host(req: &Request<Incoming>) -> Option<String> {
+/// The host a request is addressed to: the `Host` header, else the URI's
+/// authority. Borrowed: routing needs no copy of it.
+fn request_host(req: &Request<Incoming>) -> Option<&str> {
     req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
-/// The request one try sends: the rewritten head, addressed to `instance`.
-fn upstream_request(
-    mut parts: http::request::Parts,
-    body: RequestBody,
-    instance: &Instance,
-) -> Result<Request<RequestBody>, ProxyError> {
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    parts.uri = Uri::builder()
-        .scheme("http")
-        .authority(instance.authority().clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ProxyError::BadRequest("request target"))?;
+/// The request one try sends: the rewritten head with an origin-form target
+/// (`/path?query`), which is what an HTTP/1.1 request line to an instance
+/// carries. HTTP/1.1 clients send that form already, and it is kept as parsed;
+/// HTTP/2 requests carry scheme and authority, which are dropped here (the
+/// `Host` header has the authority). The instance is named to the client apart.
+fn upstream_request(mut parts: http::request::Parts, body: RequestBody) -> Request<RequestBody> {
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .map_or_else(|| Uri::from_static("/"), Uri::from);
+    }
     parts.version = Version::HTTP_11;
-    Ok(Request::from_parts(parts, body))
+    Request::from_parts(parts, body)
 }
 
 /// Picks an instance for one try: one not tried yet whose breaker admits it.

@@ -4,7 +4,8 @@
 //! longest prefix) → the service's balancer → `forward` (header rewrite, pooled
 //! `upstream` client, timeouts) → `body` (streamed back with its in-flight
 //! guard). Failures become short plain-text responses via `error`; `tls`
-//! terminates HTTPS on the listeners when configured.
+//! terminates HTTPS on the listeners when configured; `workers` runs one
+//! current-thread runtime per worker when there are several.
 
 pub mod body;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod router;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod workers;
 
 pub use error::ProxyError;
 pub use forward::Proxy;

@@ -28,11 +28,22 @@ use crate::telemetry::names;
 
 /// Binds a listener with `SO_REUSEADDR` and a deep backlog.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_with(addr, false)
+}
+
+/// Binds one of several listeners on the same address (`SO_REUSEPORT`): the
+/// kernel spreads new connections over them, one listener per worker.
+pub fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_with(addr, true)
+}
+
+fn bind_with(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    socket.set_reuseport(reuse_port)?;
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
@@ -91,6 +102,13 @@ impl ProxyServer {
                 first_byte: timeouts.idle,
             },
         }
+    }
+
+    /// Counts this server's connections against `limit` instead of its own
+    /// semaphore, so that workers sharing an address share `max_connections`.
+    pub fn with_connection_limit(mut self, limit: Arc<Semaphore>) -> Self {
+        self.connections = limit;
+        self
     }
 
     /// The addresses actually bound (useful when binding port 0).
@@ -188,14 +206,19 @@ async fn accept_loop(
                 let stream = FirstByteDeadline::new(stream, first_byte);
                 return serve_connection(stream, downstream, proxy, builder, watcher).await;
             };
-            if let Some(stream) = tls.handshake(stream, addr).await {
-                let downstream = Downstream {
-                    addr,
-                    proto: "https",
-                };
-                let stream = FirstByteDeadline::new(stream, first_byte);
-                serve_connection(stream, downstream, proxy, builder, watcher).await;
-            }
+            // Boxed: a task is as large as its largest branch, and the TLS
+            // stream's state would otherwise be held by every plain connection.
+            Box::pin(async move {
+                if let Some(stream) = tls.handshake(stream, addr).await {
+                    let downstream = Downstream {
+                        addr,
+                        proto: "https",
+                    };
+                    let stream = FirstByteDeadline::new(stream, first_byte);
+                    serve_connection(stream, downstream, proxy, builder, watcher).await;
+                }
+            })
+            .await;
         });
     }
 }

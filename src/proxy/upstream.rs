@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
-use http::uri::{Authority, Uri};
+use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -43,9 +43,6 @@ pub enum UpstreamError {
         /// Why.
         source: std::io::Error,
     },
-    /// The request target carried no instance authority.
-    #[error("request target has no authority")]
-    NoAuthority,
     /// The connection failed while sending the request or reading the answer.
     #[error(transparent)]
     Http(#[from] hyper::Error),
@@ -116,18 +113,19 @@ pub fn client(timeouts: &Timeouts) -> UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// Sends `req` to the instance named by its URI's authority and returns the
-    /// response head; the body streams from the connection as it is read.
+    /// Sends `req`, whose target is in origin form (`/path?query`), to the
+    /// instance at `authority` and returns the response head; the body streams
+    /// from the connection as it is read.
     pub async fn request(
         &self,
+        authority: &Authority,
         mut req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let authority = origin_form(&mut req)?;
         let mut attempt_reused = true;
         loop {
-            let (mut sender, reused) = match self.checkout(&authority) {
+            let (mut sender, reused) = match self.checkout(authority) {
                 Some(sender) if attempt_reused => (sender, true),
-                _ => (self.connect(&authority).await?, false),
+                _ => (self.connect(authority).await?, false),
             };
             match sender.try_send_request(req).await {
                 Ok(response) => {
@@ -165,15 +163,20 @@ impl UpstreamClient {
         None
     }
 
-    fn checkin(&self, authority: Authority, sender: http1::SendRequest<RequestBody>) {
+    fn checkin(&self, authority: &Authority, sender: http1::SendRequest<RequestBody>) {
         let mut pools = self.pools.get_or(Default::default).borrow_mut();
-        let queue = pools.entry(authority).or_default();
-        if queue.len() < MAX_POOLED_PER_INSTANCE {
-            queue.push_back(Pooled {
-                sender,
-                since: Instant::now(),
-            });
+        let pooled = Pooled {
+            sender,
+            since: Instant::now(),
+        };
+        if let Some(queue) = pools.get_mut(authority) {
+            if queue.len() < MAX_POOLED_PER_INSTANCE {
+                queue.push_back(pooled);
+            }
+            return;
         }
+        // The key is cloned only the first time this thread pools a connection to it.
+        pools.insert(authority.clone(), VecDeque::from([pooled]));
     }
 
     async fn connect(
@@ -206,17 +209,4 @@ impl UpstreamClient {
         });
         Ok(sender)
     }
-}
-
-/// Moves the instance authority out of an absolute-form target, leaving the
-/// origin-form (`/path?query`) that an HTTP/1.1 request line carries.
-fn origin_form(req: &mut Request<RequestBody>) -> Result<Authority, UpstreamError> {
-    let mut parts = std::mem::take(req.uri_mut()).into_parts();
-    let authority = parts.authority.take().ok_or(UpstreamError::NoAuthority)?;
-    parts.scheme = None;
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-    }
-    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| UpstreamError::NoAuthority)?;
-    Ok(authority)
 }

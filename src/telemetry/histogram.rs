@@ -103,6 +103,28 @@ impl HistogramSnapshot {
         }
     }
 
+    /// Sum of the latencies recorded, in microseconds.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us
+    }
+
+    /// For each bound (microseconds, ascending), how many latencies fell in
+    /// buckets whose upper bound is at most that bound: Prometheus `le` counts.
+    /// A bucket straddling a bound counts at the next bound, so a count may miss
+    /// the latencies within an eighth below its bound.
+    pub fn cumulative_at(&self, bounds_us: &[u64]) -> Vec<u64> {
+        let mut counts = Vec::with_capacity(bounds_us.len());
+        let mut seen = 0;
+        let mut buckets = self.buckets.iter().enumerate().peekable();
+        for &bound in bounds_us {
+            while let Some((_, n)) = buckets.next_if(|&(i, _)| bucket_upper_us(i) <= bound) {
+                seen += n;
+            }
+            counts.push(seen);
+        }
+        counts
+    }
+
     /// Number of latencies recorded.
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()

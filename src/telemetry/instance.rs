@@ -1,17 +1,17 @@
 //! Metric handles of one instance, registered once so the request path only
 //! increments atomics instead of looking labels up per request.
 
-use metrics::{counter, histogram, Counter, Histogram};
+use metrics::{counter, Counter};
 
 use super::names;
 use crate::balance::ErrorClass;
 use crate::ids::{InstanceId, ServiceName};
 
-/// Counters and the duration histogram of one instance.
+/// Counters of one instance. Its duration histogram is rendered from the
+/// instance's own atomic histogram (see `telemetry::durations`).
 pub struct InstanceMetrics {
     by_status_class: [Counter; 5],
     errors: [Counter; 4],
-    duration: Histogram,
 }
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -35,11 +35,6 @@ impl InstanceMetrics {
                     &labels("class", class.as_str())
                 )
             }),
-            duration: histogram!(
-                names::REQUEST_DURATION,
-                "service" => service.to_string(),
-                "instance" => instance.to_string()
-            ),
         }
     }
 
@@ -52,10 +47,5 @@ impl InstanceMetrics {
     /// Counts an upstream failure.
     pub fn error(&self, class: ErrorClass) {
         self.errors[class as usize].increment(1);
-    }
-
-    /// Records a request's duration in seconds.
-    pub fn duration(&self, seconds: f64) {
-        self.duration.record(seconds);
     }
 }

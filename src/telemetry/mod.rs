@@ -1,6 +1,7 @@
 //! Observability: metric names, the Prometheus recorder, logging, and the
 //! atomic latency histogram the request path records into.
 
+pub mod durations;
 pub mod histogram;
 pub mod instance;
 pub mod logging;

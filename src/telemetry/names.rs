@@ -4,7 +4,8 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 /// Requests answered, by service, instance and status class.
 pub const REQUESTS_TOTAL: &str = "tidegate_requests_total";
-/// Time from receiving a request head to the end of its response, by service and instance.
+/// Time from receiving a request head to the end of its response, by service and instance;
+/// rendered by `telemetry::durations`, not through the `metrics` recorder.
 pub const REQUEST_DURATION: &str = "tidegate_request_duration_seconds";
 /// Upstream failures, by service, instance and error class.
 pub const UPSTREAM_ERRORS_TOTAL: &str = "tidegate_upstream_errors_total";
@@ -52,11 +53,6 @@ pub fn describe() {
         REQUESTS_TOTAL,
         Unit::Count,
         "Requests answered by an instance"
-    );
-    describe_histogram!(
-        REQUEST_DURATION,
-        Unit::Seconds,
-        "Time from request head to the end of the response"
     );
     describe_counter!(
         UPSTREAM_ERRORS_TOTAL,
