@@ -601,7 +601,14 @@ async fn the_forecast_function_fits_growth_from_history() {
             continue;
         }
         let service = ServiceName::new("api");
-        let today = Utc::now();
+        // The function buckets samples by UTC date, so each day's samples sit
+        // at the start of that date: "minutes before now" would fall on the
+        // previous date when the test runs just after midnight UTC.
+        let today = Utc::now()
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc();
         // Ten days of history; day d's instance serves 10 + (9 - d) requests
         // per second, sampled five times a minute apart.
         let mut batch = Vec::new();
@@ -609,7 +616,7 @@ async fn the_forecast_function_fits_growth_from_history() {
             for n in 0..5i64 {
                 let mut s = Sample::new(service.clone(), InstanceId::new("a"));
                 s.recorded_at =
-                    today - chrono::Duration::days(days_ago) - chrono::Duration::minutes(10 - n);
+                    today - chrono::Duration::days(days_ago) + chrono::Duration::minutes(n);
                 s.request_count = 60 * (10 + 9 - days_ago as u32);
                 s.cpu_usage_percent = Some(30.0 + 2.0 * (9 - days_ago) as f64);
                 batch.push(s);
