@@ -7,6 +7,7 @@
 //! unit tests and simulations without a database.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -17,7 +18,7 @@ use super::recorder::{MemorySink, Sample};
 use crate::config::ServiceConfig;
 use crate::ids::ServiceName;
 use crate::store::Store;
-use tracing::warn;
+use tracing::{error, warn};
 
 /// A read or write the scaler's source could not do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -208,12 +209,36 @@ impl ScalerSource for StoreSource {
     }
 }
 
+/// How many times an orchestrator's event is written before it is given up:
+/// with the delays doubling from [`EVENT_RETRY_FIRST_DELAY`] up to
+/// [`EVENT_RETRY_MAX_DELAY`], about five minutes of database outage.
+const EVENT_ATTEMPTS: u32 = 10;
+const EVENT_RETRY_FIRST_DELAY: Duration = Duration::from_millis(500);
+const EVENT_RETRY_MAX_DELAY: Duration = Duration::from_secs(60);
+
 impl EventSink for StoreSource {
+    /// Writes an event an orchestrator reports on its own (a crashed instance
+    /// replaced, say) without holding up the orchestrator, retrying with
+    /// backoff while the database is unreachable.
+    // TODO: an event still waiting when tidegate exits, or after the last
+    // attempt, is lost (logged at error with its fields); a durable outbox
+    // would need a local spool next to the database.
     fn record(&self, event: ScalingEvent) {
         let store = self.store.clone();
         tokio::spawn(async move {
-            if let Err(error) = store.append_event(&event).await {
-                warn!(service = %event.service, error = %error, "scaling event not recorded");
+            let mut delay = EVENT_RETRY_FIRST_DELAY;
+            for attempt in 1..=EVENT_ATTEMPTS {
+                match store.append_event(&event).await {
+                    Ok(_) => return,
+                    Err(error) if attempt < EVENT_ATTEMPTS => {
+                        warn!(service = %event.service, attempt, error = %error, retry_in = ?delay, "scaling event not recorded yet");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(EVENT_RETRY_MAX_DELAY);
+                    }
+                    Err(error) => {
+                        error!(service = %event.service, event_type = ?event.event_type, instances_before = event.instances_before, instances_after = event.instances_after, error = %error, "scaling event lost after retries");
+                    }
+                }
             }
         });
     }
