@@ -1,5 +1,7 @@
 //! Logging setup: `tracing` with structured fields, as text or JSON lines.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -12,10 +14,14 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber; `RUST_LOG` overrides the default `info` filter.
+///
+/// Text lines are coloured only when stderr is a terminal, so a log redirected
+/// to a file or a collector carries no escape codes.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second init (tests that start several servers) keeps the first subscriber.
     let _ = match format {
