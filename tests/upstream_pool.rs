@@ -1,9 +1,10 @@
 //! The upstream client's per-thread keep-alive pool: connections are reused,
 //! a connection the instance closed is replaced without failing the request,
-//! and an unreachable instance is reported as a connect error.
+//! an unreachable instance is reported as a connect error, and a request
+//! waiting for a new connection is counted as queued until it has one.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,4 +132,72 @@ async fn reports_an_unreachable_instance_as_a_connect_error() {
         error.is_connect(),
         "a refused connection is a connect error: {error}"
     );
+}
+
+#[tokio::test]
+async fn a_request_waiting_for_a_connection_is_counted_as_queued_until_it_gives_up() {
+    // A listener that never accepts, with its accept queue filled: the kernel
+    // drops further SYNs, so the next connect waits until its timeout.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .expect("address")
+        .as_socket()
+        .expect("an inet address");
+    let mut held = Vec::new();
+    // A loopback connect completes in microseconds while the queue has room;
+    // the first one still pending after a second found it full.
+    for _ in 0..16 {
+        match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+            .await
+        {
+            Ok(Ok(stream)) => held.push(stream),
+            Ok(Err(error)) => panic!("connect to the full listener failed: {error}"),
+            Err(_pending) => break,
+        }
+    }
+    assert!(held.len() < 16, "the accept queue filled up");
+
+    let queued = Arc::new(AtomicU32::new(0));
+    let client = upstream::client(&Timeouts {
+        connect: Duration::from_secs(1),
+        request: Duration::from_secs(5),
+        idle: Duration::from_secs(60),
+    });
+    let waiting = Arc::clone(&queued);
+    let request = tokio::spawn(async move {
+        let req = Request::builder()
+            .uri("/")
+            .body(RequestBody::Buffered(Full::new(Bytes::new())))
+            .expect("a valid request");
+        client
+            .request_counting(&authority(addr), req, &waiting)
+            .await
+    });
+
+    let mut seen = false;
+    for _ in 0..200 {
+        if queued.load(Ordering::SeqCst) == 1 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(seen, "the request counts as queued while its connect waits");
+    let error = request
+        .await
+        .expect("the request task")
+        .expect_err("the connect never completes");
+    assert!(error.is_connect(), "a connect that timed out: {error}");
+    assert_eq!(
+        queued.load(Ordering::SeqCst),
+        0,
+        "the count is released when the wait ends"
+    );
+    drop(held);
 }

@@ -34,6 +34,7 @@ struct InstanceStats {
     ejected: bool,
     breaker: &'static str,
     in_flight: u32,
+    queued: u32,
     requests: u64,
     errors: ErrorStats,
     latency_ms: LatencyStats,
@@ -90,6 +91,7 @@ fn instance(i: &Instance) -> InstanceStats {
         ejected: st.health.is_ejected(),
         breaker: st.health.breaker.state().as_str(),
         in_flight: i.in_flight(),
+        queued: st.queued.load(Ordering::Relaxed),
         requests: st.requests.load(Ordering::Relaxed),
         errors: ErrorStats {
             status_5xx: errors(ErrorClass::Status5xx),

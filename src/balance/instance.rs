@@ -103,6 +103,9 @@ pub struct Instance {
 pub struct InstanceState {
     /// Requests dispatched and not yet finished.
     pub in_flight: AtomicU32,
+    /// Requests of those in flight that wait for a new connection to the
+    /// instance because no pooled one was ready: its queue depth.
+    pub queued: AtomicU32,
     /// Requests finished, whatever the outcome.
     pub requests: AtomicU64,
     /// Failures by [`ErrorClass`], in `ErrorClass::ALL` order.
@@ -146,6 +149,7 @@ impl Instance {
             slow_start_ns: AtomicU64::new(0),
             state: InstanceState {
                 in_flight: AtomicU32::new(0),
+                queued: AtomicU32::new(0),
                 requests: AtomicU64::new(0),
                 errors: Default::default(),
                 latency: LatencyHistogram::new(),

@@ -252,8 +252,10 @@ impl Proxy {
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let instance = guard.instance();
         let addr = instance.addr();
-        let result =
-            tokio::time::timeout(timeout, self.client.request(instance.authority(), req)).await;
+        let request =
+            self.client
+                .request_counting(instance.authority(), req, &instance.state.queued);
+        let result = tokio::time::timeout(timeout, request).await;
         let response = match result {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {

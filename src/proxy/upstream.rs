@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
@@ -119,13 +120,37 @@ impl UpstreamClient {
     pub async fn request(
         &self,
         authority: &Authority,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        self.send(authority, req, None).await
+    }
+
+    /// As [`UpstreamClient::request`], counting the request in `waiting` for as
+    /// long as it waits for a new connection (no pooled one was ready): the
+    /// instance's queue depth the recorder reports.
+    pub async fn request_counting(
+        &self,
+        authority: &Authority,
+        req: Request<RequestBody>,
+        waiting: &AtomicU32,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        self.send(authority, req, Some(waiting)).await
+    }
+
+    async fn send(
+        &self,
+        authority: &Authority,
         mut req: Request<RequestBody>,
+        waiting: Option<&AtomicU32>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut attempt_reused = true;
         loop {
             let (mut sender, reused) = match self.checkout(authority) {
                 Some(sender) if attempt_reused => (sender, true),
-                _ => (self.connect(authority).await?, false),
+                _ => {
+                    let _queued = Queued::enter(waiting);
+                    (self.connect(authority).await?, false)
+                }
             };
             match sender.try_send_request(req).await {
                 Ok(response) => {
@@ -208,5 +233,26 @@ impl UpstreamClient {
             }
         });
         Ok(sender)
+    }
+}
+
+/// Counts a request as waiting for a connection until it is dropped, also
+/// when a timeout cancels the wait.
+struct Queued<'a>(Option<&'a AtomicU32>);
+
+impl<'a> Queued<'a> {
+    fn enter(counter: Option<&'a AtomicU32>) -> Self {
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        Self(counter)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }

@@ -178,8 +178,9 @@ impl Recorder {
             memory_usage_percent: usage.map(|u| u.memory_percent),
             request_count: u32::try_from(request_count).unwrap_or(u32::MAX),
             active_connections: instance.in_flight(),
-            // TODO: no admission queue exists yet on the request path; report 0 until it does.
-            queue_depth: 0,
+            // Admission never queues (over its cap a request is refused at
+            // once), so the requests waiting are those waiting for a connection.
+            queue_depth: state.queued.load(Ordering::Relaxed),
             response_time_p95_ms: interval.quantile(0.95).map(|d| d.as_secs_f64() * 1000.0),
             error_rate_percent: if request_count > 0 {
                 error_count as f64 / request_count as f64 * 100.0
