@@ -37,10 +37,13 @@
 #                      origins; oha is installed with `cargo install` if chosen
 #   BENCH_PROXY_CPU / BENCH_LOAD_CPU   cores for the proxy / for load and origins (1 / 0)
 #   TIDEGATE_BIN       use this binary instead of building one
+#   TIDEGATE_B_BIN     a second tidegate binary, measured as proxy "tidegate-b"
+#                      (add it to BENCH_PROXIES) in the same interleaved rounds:
+#                      an A/B of a change on this noisy machine (ports 18082-18083)
 #   BENCH_OUT          where raw results and the table go        (bench/out)
 #   BENCH_MAX_SECONDS  hard limit for the whole run              (computed)
 #
-# Ports used: 18001-18003, 18080-18081, 18090-18091, 18100-18101.
+# Ports used: 18001-18003, 18080-18083, 18090-18091, 18100-18101.
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -170,6 +173,9 @@ for conf in origin-nginx.conf proxy-nginx.conf haproxy.cfg tidegate.toml; do
     sed -e "s#@DIR@#$WORK#g" -e "s#@MAXCONN@#$MAXCONN#g" -e "s#@NOFILE@#$NOFILE#g" \
         "bench/$conf" >"$WORK/$conf"
 done
+mkdir -p "$WORK/b"
+sed -e 's/18080/18082/; s/18081/18083/' -e "s#$WORK/tidegate.db#$WORK/b/tidegate.db#" \
+    "$WORK/tidegate.toml" >"$WORK/b/tidegate.toml"
 
 start_pinned "$BENCH_LOAD_CPU" origin nginx -p "$WORK" -c "$WORK/origin-nginx.conf"
 ORIGIN_MASTER=$LAST_PID
@@ -187,6 +193,13 @@ for proxy in "${PROXIES[@]}"; do
             "$TIDEGATE_BIN" serve --config "$WORK/tidegate.toml"
         PID[tidegate]=$LAST_PID PORT[tidegate]=18080 H2PORT[tidegate]=18080
         wait_port 18080
+        ;;
+    tidegate-b)
+        [ -x "${TIDEGATE_B_BIN:-}" ] || die "tidegate-b needs TIDEGATE_B_BIN, an executable"
+        start_pinned "$BENCH_PROXY_CPU" tidegate-b \
+            "$TIDEGATE_B_BIN" serve --config "$WORK/b/tidegate.toml"
+        PID[tidegate-b]=$LAST_PID PORT[tidegate-b]=18082 H2PORT[tidegate-b]=18082
+        wait_port 18082
         ;;
     nginx)
         start_pinned "$BENCH_PROXY_CPU" nginx nginx -p "$WORK" -c "$WORK/proxy-nginx.conf"

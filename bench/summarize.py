@@ -13,9 +13,9 @@ import sys
 from collections import defaultdict
 
 TICKS = os.sysconf("SC_CLK_TCK")
-ORDER = ["direct", "tidegate", "nginx", "haproxy"]
+ORDER = ["direct", "tidegate", "tidegate-b", "nginx", "haproxy"]
 LABEL = {"direct": "origins direct (limit)", "tidegate": "tidegate",
-         "nginx": "nginx", "haproxy": "HAProxy"}
+         "tidegate-b": "tidegate (B: TIDEGATE_B_BIN)", "nginx": "nginx", "haproxy": "HAProxy"}
 
 
 def fmt_ratio(value, base, lower_is_better):
