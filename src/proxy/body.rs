@@ -15,6 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::error::{BoxError, ProxyError};
+use super::upstream::Checkin;
 use crate::balance::{InFlight, Outcome};
 use crate::health::Admission;
 
@@ -105,6 +106,9 @@ pub enum ResponseBody {
         guard: Option<InFlight>,
         /// The request's place in its service's in-flight count, released with the body.
         admission: Option<Admission>,
+        /// The connection the body arrives on, returned to its pool at the end
+        /// of the body; closed when the body is cut short.
+        connection: Option<Checkin>,
     },
     /// A response tidegate wrote itself.
     Local(Full<Bytes>),
@@ -125,11 +129,16 @@ impl Drop for ResponseBody {
         // the final empty frame.
         if let ResponseBody::Upstream {
             inner,
-            guard: Some(guard),
+            guard,
+            connection,
             ..
         } = self
         {
-            if !inner.is_end_stream() {
+            if inner.is_end_stream() {
+                if let Some(c) = connection.take() {
+                    c.finish();
+                }
+            } else if let Some(guard) = guard {
                 guard.set_outcome(Outcome::Cancelled);
             }
         }
@@ -145,7 +154,12 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ResponseBody::Upstream { inner, guard, .. } => {
+            ResponseBody::Upstream {
+                inner,
+                guard,
+                connection,
+                ..
+            } => {
                 let frame = ready!(Pin::new(inner).poll_frame(cx));
                 match &frame {
                     Some(Ok(_)) => {}
@@ -154,8 +168,12 @@ impl Body for ResponseBody {
                             g.set_outcome(Outcome::Reset);
                         }
                         guard.take();
+                        connection.take();
                     }
                     None => {
+                        if let Some(c) = connection.take() {
+                            c.finish();
+                        }
                         guard.take();
                     }
                 }

@@ -256,8 +256,8 @@ impl Proxy {
             self.client
                 .request_counting(instance.authority(), req, &instance.state.queued);
         let result = tokio::time::timeout(timeout, request).await;
-        let response = match result {
-            Ok(Ok(response)) => response,
+        let (response, connection) = match result {
+            Ok(Ok(exchange)) => exchange,
             Ok(Err(error)) => {
                 let error = classify(error, addr);
                 guard.set_outcome(outcome_of(&error));
@@ -281,6 +281,7 @@ impl Proxy {
             inner: body,
             guard: Some(guard),
             admission: None,
+            connection: Some(connection),
         };
         Ok(Response::from_parts(parts, body))
     }

@@ -3,9 +3,13 @@
 //! Each OS thread keeps its own pool of HTTP/1.1 connections per instance
 //! (`hyper::client::conn::http1`), so a checkout takes no lock and touches no
 //! memory another core writes: with one current-thread runtime per worker, a
-//! connection lives and dies on one core. A connection goes back to its pool as
-//! soon as the response head arrives; it is still busy while the body streams,
-//! and the checkout skips it until hyper reports it ready again. A request that
+//! connection lives and dies on one core. The proxy's connection goes back to
+//! its pool when the response body it carries has ended ([`Checkin`], held by
+//! the response body), so the pool holds idle connections, not busy ones; one
+//! whose body was cut short closes. Checkout takes the most recently returned
+//! ready connection, so a steady load keeps reusing the few connections it
+//! needs, whose buffers are warm in cache, while those a past burst opened sit
+//! at the old end and age out. A request that
 //! a pooled connection could not even start (the instance had closed it while
 //! idle) is sent again once, on a fresh connection.
 
@@ -13,6 +17,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
@@ -27,8 +32,12 @@ use tracing::debug;
 use super::body::RequestBody;
 use crate::config::Timeouts;
 
-/// Connections kept per instance and thread; past it, a returned connection closes.
+/// Connections kept per instance and thread; past it, the oldest one closes.
 const MAX_POOLED_PER_INSTANCE: usize = 1024;
+
+/// Newest pooled connections a checkout looks at before it turns to the
+/// oldest: the newest end holds the connections still streaming a body.
+const NEWEST_SCANNED: usize = 8;
 
 /// TCP keep-alive probes start after this much silence on an upstream connection.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -59,8 +68,14 @@ impl UpstreamError {
 /// The upstream client shared by every service.
 pub struct UpstreamClient {
     connect_timeout: Duration,
+    pools: Arc<ThreadPools>,
+}
+
+/// Every thread's pools, shared with the [`Checkin`]s under way.
+struct ThreadPools {
+    /// A connection idle in a pool longer than this is closed.
     idle_timeout: Duration,
-    pools: ThreadLocal<RefCell<Pools>>,
+    by_thread: ThreadLocal<RefCell<Pools>>,
 }
 
 /// One thread's pools, by instance authority. Keys come from the config, not
@@ -99,7 +114,7 @@ impl std::fmt::Debug for UpstreamClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamClient")
             .field("connect_timeout", &self.connect_timeout)
-            .field("idle_timeout", &self.idle_timeout)
+            .field("idle_timeout", &self.pools.idle_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -108,33 +123,46 @@ impl std::fmt::Debug for UpstreamClient {
 pub fn client(timeouts: &Timeouts) -> UpstreamClient {
     UpstreamClient {
         connect_timeout: timeouts.connect,
-        idle_timeout: timeouts.idle,
-        pools: ThreadLocal::new(),
+        pools: Arc::new(ThreadPools {
+            idle_timeout: timeouts.idle,
+            by_thread: ThreadLocal::new(),
+        }),
     }
 }
 
 impl UpstreamClient {
     /// Sends `req`, whose target is in origin form (`/path?query`), to the
     /// instance at `authority` and returns the response head; the body streams
-    /// from the connection as it is read.
+    /// from the connection as it is read. The connection goes back to the pool
+    /// at once, and is skipped until hyper reports it ready again.
     pub async fn request(
         &self,
         authority: &Authority,
         req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        self.send(authority, req, None).await
+        let (response, sender) = self.send(authority, req, None).await?;
+        self.pools.checkin(authority, sender);
+        Ok(response)
     }
 
-    /// As [`UpstreamClient::request`], counting the request in `waiting` for as
-    /// long as it waits for a new connection (no pooled one was ready): the
-    /// instance's queue depth the recorder reports.
+    /// As [`UpstreamClient::request`], for the proxy: the connection comes
+    /// back with the response, to be returned to the pool through
+    /// [`Checkin::finish`] once its body has ended. The request counts in
+    /// `waiting` for as long as it waits for a new connection (no pooled one
+    /// was ready): the instance's queue depth the recorder reports.
     pub async fn request_counting(
         &self,
         authority: &Authority,
         req: Request<RequestBody>,
         waiting: &AtomicU32,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        self.send(authority, req, Some(waiting)).await
+    ) -> Result<(Response<Incoming>, Checkin), UpstreamError> {
+        let (response, sender) = self.send(authority, req, Some(waiting)).await?;
+        let checkin = Checkin {
+            pools: Arc::clone(&self.pools),
+            authority: authority.clone(),
+            sender,
+        };
+        Ok((response, checkin))
     }
 
     async fn send(
@@ -142,10 +170,10 @@ impl UpstreamClient {
         authority: &Authority,
         mut req: Request<RequestBody>,
         waiting: Option<&AtomicU32>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<(Response<Incoming>, http1::SendRequest<RequestBody>), UpstreamError> {
         let mut attempt_reused = true;
         loop {
-            let (mut sender, reused) = match self.checkout(authority) {
+            let (mut sender, reused) = match self.pools.checkout(authority) {
                 Some(sender) if attempt_reused => (sender, true),
                 _ => {
                     let _queued = Queued::enter(waiting);
@@ -153,10 +181,7 @@ impl UpstreamClient {
                 }
             };
             match sender.try_send_request(req).await {
-                Ok(response) => {
-                    self.checkin(authority, sender);
-                    return Ok(response);
-                }
+                Ok(response) => return Ok((response, sender)),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if reused => {
                         debug!(instance = %authority, "pooled connection was closed, reconnecting");
@@ -167,41 +192,6 @@ impl UpstreamClient {
                 },
             }
         }
-    }
-
-    /// A pooled connection to `authority` that is ready for a request, if any.
-    /// Busy connections stay pooled; closed and expired ones are dropped.
-    fn checkout(&self, authority: &Authority) -> Option<http1::SendRequest<RequestBody>> {
-        let mut pools = self.pools.get_or(Default::default).borrow_mut();
-        let queue = pools.get_mut(authority)?;
-        let now = Instant::now();
-        for _ in 0..queue.len() {
-            let pooled = queue.pop_front()?;
-            if pooled.sender.is_closed() || now - pooled.since > self.idle_timeout {
-                continue;
-            }
-            if pooled.sender.is_ready() {
-                return Some(pooled.sender);
-            }
-            queue.push_back(pooled);
-        }
-        None
-    }
-
-    fn checkin(&self, authority: &Authority, sender: http1::SendRequest<RequestBody>) {
-        let mut pools = self.pools.get_or(Default::default).borrow_mut();
-        let pooled = Pooled {
-            sender,
-            since: Instant::now(),
-        };
-        if let Some(queue) = pools.get_mut(authority) {
-            if queue.len() < MAX_POOLED_PER_INSTANCE {
-                queue.push_back(pooled);
-            }
-            return;
-        }
-        // The key is cloned only the first time this thread pools a connection to it.
-        pools.insert(authority.clone(), VecDeque::from([pooled]));
     }
 
     async fn connect(
@@ -233,6 +223,91 @@ impl UpstreamClient {
             }
         });
         Ok(sender)
+    }
+}
+
+impl ThreadPools {
+    /// A pooled connection to `authority` that is ready for a request, if any:
+    /// the newest ready one among the last [`NEWEST_SCANNED`] returned, else
+    /// the oldest ready one. Closed and expired connections met on the way are
+    /// dropped; busy ones stay pooled.
+    fn checkout(&self, authority: &Authority) -> Option<http1::SendRequest<RequestBody>> {
+        let mut pools = self.by_thread.get_or(Default::default).borrow_mut();
+        let queue = pools.get_mut(authority)?;
+        let now = Instant::now();
+        let usable = |p: &Pooled| !p.sender.is_closed() && now - p.since <= self.idle_timeout;
+
+        let mut newest = queue.len();
+        let mut scanned = 0;
+        while newest > 0 && scanned < NEWEST_SCANNED {
+            newest -= 1;
+            if !usable(&queue[newest]) {
+                queue.remove(newest);
+            } else if queue[newest].sender.is_ready() {
+                return queue.remove(newest).map(|p| p.sender);
+            } else {
+                scanned += 1;
+            }
+        }
+        let mut oldest = 0;
+        while oldest < newest {
+            if !usable(&queue[oldest]) {
+                queue.remove(oldest);
+                newest -= 1;
+            } else if queue[oldest].sender.is_ready() {
+                return queue.remove(oldest).map(|p| p.sender);
+            } else {
+                oldest += 1;
+            }
+        }
+        None
+    }
+
+    /// Returns a connection to its pool at the newest end. The oldest entry
+    /// goes when the pool is full or that entry is closed or expired, so idle
+    /// connections left by a burst are let go one per checkin.
+    fn checkin(&self, authority: &Authority, sender: http1::SendRequest<RequestBody>) {
+        let mut pools = self.by_thread.get_or(Default::default).borrow_mut();
+        let now = Instant::now();
+        let pooled = Pooled { sender, since: now };
+        if let Some(queue) = pools.get_mut(authority) {
+            if let Some(front) = queue.front() {
+                if queue.len() >= MAX_POOLED_PER_INSTANCE
+                    || front.sender.is_closed()
+                    || now - front.since > self.idle_timeout
+                {
+                    queue.pop_front();
+                }
+            }
+            queue.push_back(pooled);
+            return;
+        }
+        // The key is cloned only the first time this thread pools a connection to it.
+        pools.insert(authority.clone(), VecDeque::from([pooled]));
+    }
+}
+
+/// A connection lent to one exchange, returned to the pool of the thread that
+/// finishes it. Dropped without [`Checkin::finish`] (the body was cut short,
+/// or the answer is being retried elsewhere), the connection closes.
+pub struct Checkin {
+    pools: Arc<ThreadPools>,
+    authority: Authority,
+    sender: http1::SendRequest<RequestBody>,
+}
+
+impl Checkin {
+    /// The exchange ended cleanly: the connection may serve another request.
+    pub fn finish(self) {
+        self.pools.checkin(&self.authority, self.sender);
+    }
+}
+
+impl std::fmt::Debug for Checkin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkin")
+            .field("instance", &self.authority)
+            .finish_non_exhaustive()
     }
 }
 
