@@ -65,7 +65,9 @@ pub(super) fn round_robin(
     if n == 0 {
         return None;
     }
-    let start = counter.fetch_add(1, Ordering::Relaxed) % n;
+    let start = table
+        .by_count()
+        .remainder(counter.fetch_add(1, Ordering::Relaxed));
     let ramp = table.ramp_clock();
     for step in 0..n {
         let i = wrap(start + step, n);
@@ -82,13 +84,13 @@ pub(super) fn weighted(
     counter: &AtomicUsize,
     rng: &mut FastRng,
 ) -> Option<usize> {
-    let cycle = table.sequence();
+    let (cycle, by_len) = table.cycle();
     let len = cycle.len();
     if len == 0 {
         return None;
     }
     let instances = table.instances();
-    let start = counter.fetch_add(1, Ordering::Relaxed) % len;
+    let start = by_len.remainder(counter.fetch_add(1, Ordering::Relaxed));
     let ramp = table.ramp_clock();
     for step in 0..len {
         let i = cycle[wrap(start + step, len)] as usize;

@@ -34,7 +34,10 @@ pub struct InstanceTable {
     uniform_weights: bool,
     /// Set once every slow start is over, so picks stop reading the clock.
     ramp_over: AtomicBool,
-    sequence: OnceLock<Vec<u32>>,
+    /// Remainders by the instance count, for round robin.
+    by_count: Divisor,
+    /// The smooth weighted cycle and remainders by its length.
+    sequence: OnceLock<(Vec<u32>, Divisor)>,
     maglev: OnceLock<Maglev>,
     affinity: OnceLock<AffinityIndex>,
 }
@@ -59,11 +62,13 @@ impl InstanceTable {
             .max()
             .unwrap_or(0);
         let uniform_weights = instances.windows(2).all(|w| w[0].weight() == w[1].weight());
+        let instances_len = instances.len();
         Self {
             instances,
             uniform_weights,
             ramp_ends_ns,
             ramp_over: AtomicBool::new(ramp_ends_ns == 0),
+            by_count: Divisor::new(instances_len),
             ..Self::default()
         }
     }
@@ -88,10 +93,22 @@ impl InstanceTable {
 
     /// One smooth weighted round robin cycle over the configured weights.
     pub fn sequence(&self) -> &[u32] {
+        &self.cycle().0
+    }
+
+    /// The cycle and remainders by its length.
+    pub(super) fn cycle(&self) -> &(Vec<u32>, Divisor) {
         self.sequence.get_or_init(|| {
             let weights: Vec<u32> = self.instances.iter().map(|i| i.weight()).collect();
-            weighted::sequence(&weights)
+            let sequence = weighted::sequence(&weights);
+            let by_len = Divisor::new(sequence.len());
+            (sequence, by_len)
         })
+    }
+
+    /// Remainders by the number of instances.
+    pub(super) fn by_count(&self) -> Divisor {
+        self.by_count
     }
 
     /// The Maglev lookup table over the instance ids.
@@ -222,5 +239,40 @@ impl TableHandle {
             )
         });
         self.load().len() < before
+    }
+}
+
+/// `a % d` by two multiplications instead of a division, for a divisor fixed
+/// when a table is built (Lemire, Kaser and Kurz, "Faster remainder by direct
+/// computation", 2019). A 64-bit division costs tens of cycles on some cores,
+/// and round robin takes a remainder on every pick. Dividends are taken modulo
+/// 2^32, so a pick counter restarts its rotation once every 2^32 picks.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Divisor {
+    d: u32,
+    m: u64,
+}
+
+impl Default for Divisor {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+impl Divisor {
+    /// Remainders by `d` (0 is taken as 1; tables hold fewer than 2^32 entries).
+    pub(super) fn new(d: usize) -> Self {
+        let d = u32::try_from(d.max(1)).unwrap_or(u32::MAX);
+        Self {
+            d,
+            m: (u64::MAX / u64::from(d)).wrapping_add(1),
+        }
+    }
+
+    /// `a mod 2^32`, then its remainder by `d`.
+    #[inline]
+    pub(super) fn remainder(self, a: usize) -> usize {
+        let low = self.m.wrapping_mul(u64::from(a as u32));
+        ((u128::from(low) * u128::from(self.d)) >> 64) as usize
     }
 }

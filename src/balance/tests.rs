@@ -664,3 +664,32 @@ fn peak_ewma_retries_an_instance_whose_slow_estimate_went_stale() {
         "a 200 s old 50 ms estimate decays below a fresh 5 ms one"
     );
 }
+
+#[test]
+fn the_fast_remainder_equals_the_remainder_for_every_divisor_shape() {
+    use super::table::Divisor;
+    let divisors = [
+        1usize,
+        2,
+        3,
+        7,
+        16,
+        60,
+        1000,
+        1023,
+        1024,
+        65_537,
+        1 << 31,
+        u32::MAX as usize,
+    ];
+    let mut rng = FastRng::seeded(11);
+    for d in divisors {
+        let by = Divisor::new(d);
+        let edges = [0usize, 1, d - 1, d, d + 1, 2 * d + 3, u32::MAX as usize];
+        let random = (0..10_000).map(|_| rng.next_u64() as usize);
+        for a in edges.into_iter().chain(random) {
+            let expected = (a as u32 as u64 % d as u64) as usize;
+            assert_eq!(by.remainder(a), expected, "{a} mod {d}");
+        }
+    }
+}
