@@ -1,5 +1,6 @@
-//! Passive ejection of an instance answering bursts of 500s, and its return
-//! once its probes pass again.
+//! Passive ejection of an instance answering bursts of 500s, also while
+//! retries hide them from the clients, and its return once its probes pass
+//! again.
 
 // A failed setup step should fail the test loudly; that is what unwrap does here.
 #![allow(clippy::unwrap_used)]
@@ -129,4 +130,42 @@ async fn never_ejects_more_than_the_allowed_share_of_the_pool() {
 async fn stats_says(admin: std::net::SocketAddr, needle: &str) -> bool {
     let (_, _, body) = support::get(admin, "/stats").await;
     body.contains(needle)
+}
+
+#[tokio::test]
+async fn retried_500s_still_count_toward_ejection() {
+    let (bad, _switch) = faults::switchable(true).await;
+    let good = support::named_origin().await;
+    let extra = r#"
+        [services.app.load_balancer]
+        max_retries = 1
+        circuit_breaker_enabled = false
+        health_check_interval_seconds = 1
+        health_check_timeout_seconds = 1
+        unhealthy_threshold = 1000
+        [services.app.resilience]
+        consecutive_failures = 3
+        base_ejection = "10m"
+        retry_budget_percent = 100
+    "#;
+    let tidegate = support::start(faults::config_for_addrs(&[bad.addr, good.addr], extra)).await;
+    let proxy = tidegate.proxy_addr();
+    let instance: Arc<Instance> =
+        tidegate.registry.services()[0].table.load().instances()[0].clone();
+
+    for _ in 0..40 {
+        let (status, _, _) = support::get(proxy, "/").await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "each 500 is retried on the good instance"
+        );
+        if instance.state.health.is_ejected() {
+            break;
+        }
+    }
+    assert!(
+        instance.state.health.is_ejected(),
+        "the 500s the clients never saw still eject the instance"
+    );
 }

@@ -195,7 +195,14 @@ impl Proxy {
                 Ok(pick) if withdraw_retry(service) => pick,
                 _ => return result.map(|response| with_cookie(response, set_cookie)),
             };
-            // A 5xx answer being retried is dropped here; its guard records the failure.
+            // A 5xx answer being retried is dropped unread. Its guard goes
+            // first, so the instance is charged the server error (and can be
+            // ejected) rather than a request the client abandoned.
+            if let Ok(mut response) = result {
+                if let ResponseBody::Upstream { guard, .. } = response.body_mut() {
+                    drop(guard.take());
+                }
+            }
         }
     }
 
