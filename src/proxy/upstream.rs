@@ -36,7 +36,9 @@ use crate::config::Timeouts;
 const MAX_POOLED_PER_INSTANCE: usize = 1024;
 
 /// Newest pooled connections a checkout looks at before it turns to the
-/// oldest: the newest end holds the connections still streaming a body.
+/// oldest: the newest end may hold connections hyper has not marked ready yet
+/// (just returned, or returned at the response head by
+/// [`UpstreamClient::request`] while their body still streams).
 const NEWEST_SCANNED: usize = 8;
 
 /// TCP keep-alive probes start after this much silence on an upstream connection.
