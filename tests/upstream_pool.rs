@@ -3,13 +3,14 @@
 //! an unreachable instance is reported as a connect error, and a request
 //! waiting for a new connection is counted as queued until it has one.
 
+mod support;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::Authority;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -42,18 +43,7 @@ async fn counting_origin(keep_alive: bool) -> (std::net::SocketAddr, Arc<AtomicU
     (addr, accepted)
 }
 
-fn client() -> UpstreamClient {
-    upstream::client(&Timeouts {
-        connect: Duration::from_secs(2),
-        request: Duration::from_secs(5),
-        idle: Duration::from_secs(60),
-    })
-}
-
-/// The instance authority the client is given next to an origin-form request.
-fn authority(addr: std::net::SocketAddr) -> Authority {
-    Authority::try_from(addr.to_string().as_str()).expect("an address is an authority")
-}
+use support::{authority, upstream_client as client};
 
 async fn get(client: &UpstreamClient, addr: std::net::SocketAddr) -> (StatusCode, Bytes) {
     let req = Request::builder()

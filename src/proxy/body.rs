@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::error::{BoxError, ProxyError};
-use super::upstream::Checkin;
+use super::upstream::{Checkin, DirectBody};
 use crate::balance::{InFlight, Outcome};
 use crate::health::Admission;
 
@@ -101,17 +101,70 @@ pub enum ResponseBody {
     /// An instance's body, with the guard that ends the request when it is done.
     Upstream {
         /// The instance's body.
-        inner: Incoming,
+        inner: UpstreamBody,
         /// Dropped at the end of the body, on error, or when the client goes away.
         guard: Option<InFlight>,
         /// The request's place in its service's in-flight count, released with the body.
         admission: Option<Admission>,
+    },
+    /// A response tidegate wrote itself.
+    Local(Full<Bytes>),
+}
+
+/// An instance's body, by the kind of connection it arrives on.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// From a connection hyper's client drives.
+    Pooled {
+        /// The body.
+        body: Incoming,
         /// The connection the body arrives on, returned to its pool at the end
         /// of the body; closed when the body is cut short.
         connection: Option<Checkin>,
     },
-    /// A response tidegate wrote itself.
-    Local(Full<Bytes>),
+    /// Read by the request's own task from a direct connection, which the
+    /// body itself returns to its pool.
+    Direct(DirectBody),
+}
+
+impl UpstreamBody {
+    /// Whether the instance has sent the body whole.
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Pooled { body, .. } => body.is_end_stream(),
+            UpstreamBody::Direct(body) => body.is_end_stream(),
+        }
+    }
+
+    /// The body ended cleanly: its connection may serve another request.
+    fn finish(&mut self) {
+        if let UpstreamBody::Pooled { connection, .. } = self {
+            if let Some(c) = connection.take() {
+                c.finish();
+            }
+        }
+    }
+
+    /// The body failed: its connection must not be reused.
+    fn abandon(&mut self) {
+        if let UpstreamBody::Pooled { connection, .. } = self {
+            connection.take();
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            UpstreamBody::Pooled { body, .. } => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            UpstreamBody::Direct(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Pooled { body, .. } => body.size_hint(),
+            UpstreamBody::Direct(body) => body.size_hint(),
+        }
+    }
 }
 
 impl ResponseBody {
@@ -127,17 +180,9 @@ impl Drop for ResponseBody {
         // failed on its side), which is no fault of the instance. A body whose
         // instance sent it whole counts as answered even if hyper never polled
         // the final empty frame.
-        if let ResponseBody::Upstream {
-            inner,
-            guard,
-            connection,
-            ..
-        } = self
-        {
+        if let ResponseBody::Upstream { inner, guard, .. } = self {
             if inner.is_end_stream() {
-                if let Some(c) = connection.take() {
-                    c.finish();
-                }
+                inner.finish();
             } else if let Some(guard) = guard {
                 guard.set_outcome(Outcome::Cancelled);
             }
@@ -154,13 +199,8 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ResponseBody::Upstream {
-                inner,
-                guard,
-                connection,
-                ..
-            } => {
-                let frame = ready!(Pin::new(inner).poll_frame(cx));
+            ResponseBody::Upstream { inner, guard, .. } => {
+                let frame = ready!(inner.poll_frame(cx));
                 match &frame {
                     Some(Ok(_)) => {}
                     Some(Err(_)) => {
@@ -168,16 +208,14 @@ impl Body for ResponseBody {
                             g.set_outcome(Outcome::Reset);
                         }
                         guard.take();
-                        connection.take();
+                        inner.abandon();
                     }
                     None => {
-                        if let Some(c) = connection.take() {
-                            c.finish();
-                        }
+                        inner.finish();
                         guard.take();
                     }
                 }
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                Poll::Ready(frame)
             }
             ResponseBody::Local(full) => Pin::new(full).poll_frame(cx).map_err(|e| match e {}),
         }

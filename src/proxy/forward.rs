@@ -15,7 +15,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use tracing::debug;
 
-use super::body::{RequestBody, ResponseBody};
+use super::body::{RequestBody, ResponseBody, UpstreamBody};
 use super::error::{BoxError, ProxyError};
 use super::headers;
 use super::retry::{self, failure_of, safe_to_retry, withdraw_retry, Failure, Tried, TryBody};
@@ -152,19 +152,6 @@ impl Proxy {
             } = next;
             tried.push(&instance);
             let last_try = tried.len() >= max_tries || !body.replayable();
-            // TODO: a try that may be followed by another sends a copy of the head (one
-            // header map allocation); measure whether keeping it only while the retry
-            // budget has room is worth the extra check.
-            let head = match (last_try, parts.as_ref()) {
-                (false, Some(p)) => p.clone(),
-                _ => parts
-                    .take()
-                    .expect("the head is moved only into the last try"),
-            };
-            let try_body = body
-                .next()
-                .expect("a streamed body is never retried, so every try has a body");
-            let req = upstream_request(head, try_body);
             // TODO: retries get their own `retry_timeout` rather than what is left of
             // the request's deadline, so a request may take up to `request` plus
             // `max_retries` times `retry_timeout`; an overall deadline would bound it.
@@ -173,10 +160,30 @@ impl Proxy {
             } else {
                 service.config.balancer.retry_timeout
             };
+            // A body in memory goes by the direct exchange, which borrows the
+            // head, so every try shares one; a streamed body has one try only,
+            // which takes the head.
+            let outgoing = match body {
+                TryBody::Replay(bytes) => Outgoing::Buffered {
+                    parts: parts
+                        .as_ref()
+                        .expect("the head is kept while the body can be replayed"),
+                    body: bytes,
+                },
+                TryBody::Stream(stream) => {
+                    let head = parts
+                        .take()
+                        .expect("a streamed body has one try, which takes the head");
+                    let stream = stream
+                        .take()
+                        .expect("a streamed body is never retried, so its one try has it");
+                    Outgoing::Streamed(upstream_request(head, stream))
+                }
+            };
 
             let mut guard = instance.dispatch();
             guard.observe(Arc::clone(service) as Arc<dyn FinishObserver>);
-            let result = self.send(service, req, guard, timeout).await;
+            let result = self.send(service, outgoing, guard, timeout).await;
             let failure = match &result {
                 Ok(response) if response.status().is_server_error() => Failure::Sent,
                 Ok(_) => return result.map(|response| with_cookie(response, set_cookie)),
@@ -253,18 +260,34 @@ impl Proxy {
     async fn send(
         &self,
         service: &Service,
-        req: Request<RequestBody>,
+        outgoing: Outgoing<'_>,
         mut guard: InFlight,
         timeout: Duration,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let instance = guard.instance();
         let addr = instance.addr();
-        let request =
-            self.client
-                .request_counting(instance.authority(), req, &instance.state.queued);
-        let result = tokio::time::timeout(timeout, request).await;
-        let (response, connection) = match result {
-            Ok(Ok(exchange)) => exchange,
+        let (authority, queued) = (instance.authority(), &instance.state.queued);
+        let exchange = async {
+            match outgoing {
+                Outgoing::Buffered { parts, body } => self
+                    .client
+                    .exchange(authority, parts, body, queued)
+                    .await
+                    .map(|response| response.map(UpstreamBody::Direct)),
+                Outgoing::Streamed(req) => self
+                    .client
+                    .request_counting(authority, req, queued)
+                    .await
+                    .map(|(response, connection)| {
+                        response.map(|body| UpstreamBody::Pooled {
+                            body,
+                            connection: Some(connection),
+                        })
+                    }),
+            }
+        };
+        let response = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(response)) => response,
             Ok(Err(error)) => {
                 let error = classify(error, addr);
                 guard.set_outcome(outcome_of(&error));
@@ -279,19 +302,32 @@ impl Proxy {
         };
 
         guard.set_status(response.status().as_u16());
-        let (mut parts, body) = response.into_parts();
+        let (mut parts, inner) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         parts
             .headers
             .append(header::VIA, headers::via(parts.version));
         let body = ResponseBody::Upstream {
-            inner: body,
+            inner,
             guard: Some(guard),
             admission: None,
-            connection: Some(connection),
         };
         Ok(Response::from_parts(parts, body))
     }
+}
+
+/// One try's request, by how its body travels.
+// Built and consumed within one call, on the stack: the variants' sizes differ
+// for that instant only.
+#[allow(clippy::large_enum_variant)]
+enum Outgoing<'a> {
+    /// The body is in memory: a direct exchange, which borrows the head.
+    Buffered {
+        parts: &'a http::request::Parts,
+        body: &'a Bytes,
+    },
+    /// The body streams from the client: hyper's client carries it.
+    Streamed(Request<RequestBody>),
 }
 
 /// The host a request is addressed to: the `Host` header, else the URI's

@@ -2,13 +2,14 @@
 //!
 //! A request flows `server` (accept, HTTP/1.1 or HTTP/2) → `router` (host and
 //! longest prefix) → the service's balancer → `forward` (header rewrite, pooled
-//! `upstream` client, timeouts) → `body` (streamed back with its in-flight
+//! `upstream` client or a direct `exchange`, timeouts) → `body` (streamed back with its in-flight
 //! guard). Failures become short plain-text responses via `error`; `tls`
 //! terminates HTTPS on the listeners when configured; `workers` runs one
 //! current-thread runtime per worker when there are several.
 
 pub mod body;
 pub mod error;
+pub mod exchange;
 pub mod forward;
 pub mod headers;
 pub mod idle;

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, Method};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::body::RequestBody;
@@ -79,7 +79,7 @@ pub(super) fn failure_of(error: &ProxyError) -> Failure {
 // body would allow it.
 #[derive(Debug)]
 pub(super) enum TryBody {
-    /// Held in memory; every try sends a copy (a reference count, not the bytes).
+    /// Held in memory; every try sends it by the direct exchange, which borrows it.
     Replay(Bytes),
     /// Streamed from the client; only one try can have it.
     Stream(Option<RequestBody>),
@@ -118,14 +118,6 @@ impl TryBody {
     /// Whether another try can send this body.
     pub(super) fn replayable(&self) -> bool {
         matches!(self, TryBody::Replay(_))
-    }
-
-    /// The body for the next try; `None` once a streamed body was taken.
-    pub(super) fn next(&mut self) -> Option<RequestBody> {
-        match self {
-            TryBody::Replay(bytes) => Some(RequestBody::Buffered(Full::new(bytes.clone()))),
-            TryBody::Stream(body) => body.take(),
-        }
     }
 }
 

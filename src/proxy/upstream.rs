@@ -12,6 +12,12 @@
 //! at the old end and age out. A request that
 //! a pooled connection could not even start (the instance had closed it while
 //! idle) is sent again once, on a fresh connection.
+//!
+//! Requests whose body is in memory take the direct path instead
+//! ([`UpstreamClient::exchange`]): the request's own task drives the exchange
+//! over a pooled [`Connection`] (see `exchange`), and the response body
+//! ([`DirectBody`]) hands the connection back when it has read the answer
+//! whole. Those connections sit in pools of their own, newest first.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -20,8 +26,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::uri::Authority;
-use http::{Request, Response};
+use http::{request, Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -30,6 +38,7 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::body::RequestBody;
+use super::exchange::{Connection, ExchangeError, Framing};
 use crate::config::Timeouts;
 
 /// Connections kept per instance and thread; past it, the oldest one closes.
@@ -58,6 +67,9 @@ pub enum UpstreamError {
     /// The connection failed while sending the request or reading the answer.
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    /// A direct exchange failed after connecting.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
 }
 
 impl UpstreamError {
@@ -78,12 +90,23 @@ struct ThreadPools {
     /// A connection idle in a pool longer than this is closed.
     idle_timeout: Duration,
     by_thread: ThreadLocal<RefCell<Pools>>,
+    direct: ThreadLocal<RefCell<DirectPools>>,
 }
 
 /// One thread's pools, by instance authority. Keys come from the config, not
 /// from clients, so a fast non-keyed hash is safe; `Authority` hashes byte by
 /// byte, where SipHash costs more than the rest of the checkout.
 type Pools = HashMap<Authority, VecDeque<Pooled>, BuildHasherDefault<Fnv1a>>;
+
+/// One thread's idle connections for direct exchanges, by instance authority,
+/// the most recently returned at the back.
+type DirectPools = HashMap<Authority, VecDeque<IdleConnection>, BuildHasherDefault<Fnv1a>>;
+
+/// A direct connection waiting in a pool, and when it went back there.
+struct IdleConnection {
+    connection: Box<Connection>,
+    since: Instant,
+}
 
 /// The 64-bit FNV-1a hash (Fowler, Noll and Vo).
 struct Fnv1a(u64);
@@ -128,6 +151,7 @@ pub fn client(timeouts: &Timeouts) -> UpstreamClient {
         pools: Arc::new(ThreadPools {
             idle_timeout: timeouts.idle,
             by_thread: ThreadLocal::new(),
+            direct: ThreadLocal::new(),
         }),
     }
 }
@@ -196,10 +220,80 @@ impl UpstreamClient {
         }
     }
 
+    /// Sends a request whose body is in memory over a direct connection and
+    /// returns the answer; its body reads the rest from the connection, which
+    /// goes back to the pool once the answer has been read whole. The request
+    /// counts in `waiting` while it waits for a new connection, as in
+    /// [`UpstreamClient::request_counting`]. A pooled connection that turns
+    /// out to be closed before answering is replaced by a fresh one, once,
+    /// when sending the request again is safe.
+    pub async fn exchange(
+        &self,
+        authority: &Authority,
+        parts: &request::Parts,
+        body: &Bytes,
+        waiting: &AtomicU32,
+    ) -> Result<Response<DirectBody>, UpstreamError> {
+        let mut reuse = true;
+        loop {
+            let pooled = if reuse {
+                self.pools.checkout_direct(authority)
+            } else {
+                None
+            };
+            let reused = pooled.is_some();
+            let mut connection = match pooled {
+                Some(connection) => connection,
+                None => {
+                    let _queued = Queued::enter(Some(waiting));
+                    Box::new(Connection::new(self.connect_stream(authority).await?))
+                }
+            };
+            match connection.send(parts, body).await {
+                Ok(answer) => {
+                    let body = DirectBody {
+                        connection: Some(connection),
+                        framing: answer.framing,
+                        keep_alive: answer.keep_alive,
+                        pools: Arc::clone(&self.pools),
+                        authority: authority.clone(),
+                        failed: None,
+                    };
+                    return Ok(Response::from_parts(answer.head, body));
+                }
+                Err(error)
+                    if reused
+                        && error.unanswered()
+                        && (parts.method.is_idempotent()
+                            || matches!(error, ExchangeError::Write(_))) =>
+                {
+                    debug!(instance = %authority, error = %error, "pooled connection was closed, reconnecting");
+                    reuse = false;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
     async fn connect(
         &self,
         authority: &Authority,
     ) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {
+        let stream = self.connect_stream(authority).await?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        let instance = authority.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(instance = %instance, error = %error, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// A new TCP connection to the instance, with `TCP_NODELAY` and keep-alive probes.
+    async fn connect_stream(&self, authority: &Authority) -> Result<TcpStream, UpstreamError> {
         let connect_error = |source| UpstreamError::Connect {
             authority: authority.clone(),
             source,
@@ -214,17 +308,7 @@ impl UpstreamClient {
         socket2::SockRef::from(&stream)
             .set_tcp_keepalive(&keepalive)
             .map_err(connect_error)?;
-
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await?;
-        let instance = authority.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(instance = %instance, error = %error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(stream)
     }
 }
 
@@ -286,6 +370,136 @@ impl ThreadPools {
         }
         // The key is cloned only the first time this thread pools a connection to it.
         pools.insert(authority.clone(), VecDeque::from([pooled]));
+    }
+}
+
+impl ThreadPools {
+    /// The most recently returned direct connection to `authority` that is
+    /// still open and not expired. Those met on the way are closed.
+    fn checkout_direct(&self, authority: &Authority) -> Option<Box<Connection>> {
+        let mut pools = self.direct.get_or(Default::default).borrow_mut();
+        let queue = pools.get_mut(authority)?;
+        let now = Instant::now();
+        while let Some(idle) = queue.pop_back() {
+            if now - idle.since <= self.idle_timeout && !idle.connection.is_stale() {
+                return Some(idle.connection);
+            }
+        }
+        None
+    }
+
+    /// Returns a direct connection at the newest end; the oldest goes when
+    /// the pool is full or it has expired.
+    fn checkin_direct(&self, authority: &Authority, connection: Box<Connection>) {
+        let mut pools = self.direct.get_or(Default::default).borrow_mut();
+        let now = Instant::now();
+        let idle = IdleConnection {
+            connection,
+            since: now,
+        };
+        if let Some(queue) = pools.get_mut(authority) {
+            if let Some(front) = queue.front() {
+                if queue.len() >= MAX_POOLED_PER_INSTANCE || now - front.since > self.idle_timeout {
+                    queue.pop_front();
+                }
+            }
+            queue.push_back(idle);
+            return;
+        }
+        pools.insert(authority.clone(), VecDeque::from([idle]));
+    }
+}
+
+/// The body of an answer read over a direct connection. The connection goes
+/// back to its pool once the body has been read whole and the instance left
+/// it reusable; dropped before that, the connection closes.
+pub struct DirectBody {
+    /// Boxed once per connection, so that the body moves as a pointer.
+    connection: Option<Box<Connection>>,
+    framing: Framing,
+    keep_alive: bool,
+    pools: Arc<ThreadPools>,
+    authority: Authority,
+    /// A failure held back for one poll, so that what arrived before it
+    /// reaches the client first.
+    failed: Option<ExchangeError>,
+}
+
+impl DirectBody {
+    /// Hands the connection back (or closes it) once the body has ended.
+    fn finish(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            if self.keep_alive && connection.is_clean() {
+                self.pools.checkin_direct(&self.authority, connection);
+            }
+        }
+    }
+}
+
+impl Body for DirectBody {
+    type Data = Bytes;
+    type Error = ExchangeError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        let this = self.get_mut();
+        if let Some(error) = this.failed.take() {
+            return std::task::Poll::Ready(Some(Err(error)));
+        }
+        let Some(connection) = this.connection.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let piece = std::task::ready!(connection.poll_body(&mut this.framing, cx));
+        std::task::Poll::Ready(match piece {
+            Some(Ok(data)) => {
+                if this.framing.is_done() {
+                    this.finish();
+                }
+                Some(Ok(Frame::data(data)))
+            }
+            Some(Err(error)) => {
+                // hyper drops what it has not flushed when a body fails, and
+                // the head and the body's first bytes may still be buffered
+                // together: yield once so that they are written, then fail.
+                this.connection = None;
+                this.failed = Some(error);
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            None => {
+                this.finish();
+                None
+            }
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.framing.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.framing
+            .remaining()
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
+
+impl Drop for DirectBody {
+    fn drop(&mut self) {
+        if self.framing.is_done() {
+            self.finish();
+        }
+    }
+}
+
+impl std::fmt::Debug for DirectBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectBody")
+            .field("instance", &self.authority)
+            .field("framing", &self.framing)
+            .finish_non_exhaustive()
     }
 }
 

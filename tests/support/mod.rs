@@ -490,3 +490,17 @@ pub fn serve_binary(config: &str) -> (tokio::process::Child, tempfile::TempDir) 
         .expect("tidegate starts");
     (child, dir)
 }
+
+/// An upstream client with short timeouts, for tests of the client alone.
+pub fn upstream_client() -> tidegate::proxy::upstream::UpstreamClient {
+    tidegate::proxy::upstream::client(&tidegate::config::Timeouts {
+        connect: std::time::Duration::from_secs(2),
+        request: std::time::Duration::from_secs(5),
+        idle: std::time::Duration::from_secs(60),
+    })
+}
+
+/// The instance authority an upstream client is given next to an origin-form request.
+pub fn authority(addr: SocketAddr) -> http::uri::Authority {
+    http::uri::Authority::try_from(addr.to_string().as_str()).expect("an address is an authority")
+}
