@@ -94,13 +94,12 @@ struct ThreadPools {
 }
 
 /// One thread's pools, by instance authority. Keys come from the config, not
-/// from clients, so a fast non-keyed hash is safe; `Authority` hashes byte by
-/// byte, where SipHash costs more than the rest of the checkout.
-type Pools = HashMap<Authority, VecDeque<Pooled>, BuildHasherDefault<Fnv1a>>;
+/// from clients, so a fast non-keyed hash is safe.
+type Pools = HashMap<PoolKey, VecDeque<Pooled>, BuildHasherDefault<WordHash>>;
 
 /// One thread's idle connections for direct exchanges, by instance authority,
 /// the most recently returned at the back.
-type DirectPools = HashMap<Authority, VecDeque<IdleConnection>, BuildHasherDefault<Fnv1a>>;
+type DirectPools = HashMap<PoolKey, VecDeque<IdleConnection>, BuildHasherDefault<WordHash>>;
 
 /// A direct connection waiting in a pool, and when it went back there.
 struct IdleConnection {
@@ -108,20 +107,64 @@ struct IdleConnection {
     since: Instant,
 }
 
-/// The 64-bit FNV-1a hash (Fowler, Noll and Vo).
-struct Fnv1a(u64);
+/// A pool's key: an instance's authority, hashed and compared as its text.
+/// `Authority` itself hashes and compares ignoring case, one byte per hasher
+/// call, which cost more than the rest of a checkout; an instance's authority
+/// comes from the config and is always spelt the same way. Maps are looked up
+/// by `&str` through `Borrow`, so a lookup clones nothing.
+struct PoolKey(Authority);
 
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
+impl PartialEq for PoolKey {
+    fn eq(&self, other: &PoolKey) -> bool {
+        self.0.as_str() == other.0.as_str()
     }
 }
 
-impl Hasher for Fnv1a {
+impl Eq for PoolKey {}
+
+impl std::hash::Hash for PoolKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for PoolKey {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// A multiply-rotate hash taking eight bytes per step: enough to spread a
+/// handful of configured authorities, at a few instructions per key.
+#[derive(Default)]
+struct WordHash(u64);
+
+impl WordHash {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0 ^ word)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(26);
+    }
+}
+
+impl Hasher for WordHash {
     fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut eight = [0u8; 8];
+            eight.copy_from_slice(word);
+            self.mix(u64::from_le_bytes(eight));
         }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut eight = [0u8; 8];
+            eight[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(eight) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte));
     }
 
     fn finish(&self) -> u64 {
@@ -319,7 +362,7 @@ impl ThreadPools {
     /// dropped; busy ones stay pooled.
     fn checkout(&self, authority: &Authority) -> Option<http1::SendRequest<RequestBody>> {
         let mut pools = self.by_thread.get_or(Default::default).borrow_mut();
-        let queue = pools.get_mut(authority)?;
+        let queue = pools.get_mut(authority.as_str())?;
         let now = Instant::now();
         let usable = |p: &Pooled| !p.sender.is_closed() && now - p.since <= self.idle_timeout;
 
@@ -356,7 +399,7 @@ impl ThreadPools {
         let mut pools = self.by_thread.get_or(Default::default).borrow_mut();
         let now = Instant::now();
         let pooled = Pooled { sender, since: now };
-        if let Some(queue) = pools.get_mut(authority) {
+        if let Some(queue) = pools.get_mut(authority.as_str()) {
             if let Some(front) = queue.front() {
                 if queue.len() >= MAX_POOLED_PER_INSTANCE
                     || front.sender.is_closed()
@@ -369,7 +412,7 @@ impl ThreadPools {
             return;
         }
         // The key is cloned only the first time this thread pools a connection to it.
-        pools.insert(authority.clone(), VecDeque::from([pooled]));
+        pools.insert(PoolKey(authority.clone()), VecDeque::from([pooled]));
     }
 }
 
@@ -378,7 +421,7 @@ impl ThreadPools {
     /// still open and not expired. Those met on the way are closed.
     fn checkout_direct(&self, authority: &Authority) -> Option<Box<Connection>> {
         let mut pools = self.direct.get_or(Default::default).borrow_mut();
-        let queue = pools.get_mut(authority)?;
+        let queue = pools.get_mut(authority.as_str())?;
         let now = Instant::now();
         while let Some(idle) = queue.pop_back() {
             if now - idle.since <= self.idle_timeout && !idle.connection.is_stale() {
@@ -397,7 +440,7 @@ impl ThreadPools {
             connection,
             since: now,
         };
-        if let Some(queue) = pools.get_mut(authority) {
+        if let Some(queue) = pools.get_mut(authority.as_str()) {
             if let Some(front) = queue.front() {
                 if queue.len() >= MAX_POOLED_PER_INSTANCE || now - front.since > self.idle_timeout {
                     queue.pop_front();
@@ -406,7 +449,7 @@ impl ThreadPools {
             queue.push_back(idle);
             return;
         }
-        pools.insert(authority.clone(), VecDeque::from([idle]));
+        pools.insert(PoolKey(authority.clone()), VecDeque::from([idle]));
     }
 }
 
