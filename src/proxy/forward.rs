@@ -111,7 +111,7 @@ impl Proxy {
         let key = RequestKey {
             client_ip: downstream.addr.ip(),
         };
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let mut body = TryBody::prepare(
             &parts.method,
             &parts.headers,
@@ -120,7 +120,7 @@ impl Proxy {
             self.limits.max_body_bytes,
         )
         .await?;
-        let parts = self.rewrite_head(parts, downstream)?;
+        rewrite_head(&mut parts, downstream)?;
         let mut response = self.tries(service, &key, parts, &mut body).await?;
         if let ResponseBody::Upstream {
             admission: slot, ..
@@ -228,34 +228,6 @@ impl Proxy {
         }
     }
 
-    /// Rewrites a client request head for the instances: hop-by-hop headers
-    /// out, forwarding headers in, `Host` kept. Done once for every try.
-    fn rewrite_head(
-        &self,
-        mut parts: http::request::Parts,
-        downstream: Downstream,
-    ) -> Result<http::request::Parts, ProxyError> {
-        let headers = &mut parts.headers;
-        if !headers.contains_key(header::HOST) {
-            // HTTP/2 clients send :authority instead of Host; HTTP/1.1 instances need Host.
-            if let Some(authority) = parts.uri.authority() {
-                let value = HeaderValue::from_str(authority.as_str())
-                    .map_err(|_| ProxyError::BadRequest("authority"))?;
-                headers.insert(header::HOST, value);
-            }
-        }
-        headers::strip_hop_by_hop(headers);
-        let host = headers.get(header::HOST).cloned();
-        headers::add_forwarded(
-            headers,
-            downstream.addr.ip(),
-            downstream.proto,
-            parts.version,
-            host.as_ref(),
-        );
-        Ok(parts)
-    }
-
     /// Sends one try and turns the instance's answer into the client's response.
     async fn send(
         &self,
@@ -328,6 +300,33 @@ enum Outgoing<'a> {
     },
     /// The body streams from the client: hyper's client carries it.
     Streamed(Request<RequestBody>),
+}
+
+/// Rewrites a client request head for the instances: hop-by-hop headers
+/// out, forwarding headers in, `Host` kept. Done once for every try.
+fn rewrite_head(
+    parts: &mut http::request::Parts,
+    downstream: Downstream,
+) -> Result<(), ProxyError> {
+    let headers = &mut parts.headers;
+    if !headers.contains_key(header::HOST) {
+        // HTTP/2 clients send :authority instead of Host; HTTP/1.1 instances need Host.
+        if let Some(authority) = parts.uri.authority() {
+            let value = HeaderValue::from_str(authority.as_str())
+                .map_err(|_| ProxyError::BadRequest("authority"))?;
+            headers.insert(header::HOST, value);
+        }
+    }
+    headers::strip_hop_by_hop(headers);
+    let host = headers.get(header::HOST).cloned();
+    headers::add_forwarded(
+        headers,
+        downstream.addr.ip(),
+        downstream.proto,
+        parts.version,
+        host.as_ref(),
+    );
+    Ok(())
 }
 
 /// The host a request is addressed to: the `Host` header, else the URI's
