@@ -158,7 +158,10 @@ async fn chunked_answers_are_decoded_and_leave_the_connection_reusable() {
         .expect("a chunked answer");
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.as_ref(), b"hello, world");
-    assert_eq!(headers["transfer-encoding"], "chunked");
+    assert!(
+        headers.get("transfer-encoding").is_none(),
+        "the transfer coding is hop-by-hop: the proxy frames its own answer"
+    );
     let (_, _, body) = exchange(&client, origin.addr, Method::GET, b"")
         .await
         .expect("the next answer on the same connection");

@@ -25,6 +25,8 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::headers;
 use http::{request, response, Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -104,6 +106,8 @@ pub struct Connection {
     write: Vec<u8>,
     /// Where the header lines of the answer being parsed lie in `read`.
     spans: Vec<HeaderSpan>,
+    /// Where the names its `Connection` header lists lie (hop-by-hop too).
+    named: Vec<(usize, usize)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -159,6 +163,7 @@ impl Connection {
             read: BytesMut::with_capacity(READ_BUFFER_BYTES),
             write: Vec::with_capacity(512),
             spans: Vec::with_capacity(16),
+            named: Vec::new(),
         }
     }
 
@@ -225,9 +230,10 @@ impl Connection {
             }
             let status =
                 StatusCode::from_u16(status).map_err(|_| ExchangeError::Invalid("status code"))?;
-            let headers = header_map(&head, &self.spans)?;
-            let (framing, framed_keep_alive) = framing(&parts.method, status, &headers)?;
-            let keep_alive = framed_keep_alive && persistent(version, &headers);
+            let info = hop_info(&head, &self.spans, &mut self.named)?;
+            let headers = header_map(&head, &self.spans, &self.named)?;
+            let (framing, framed_keep_alive) = framing(&parts.method, status, &info);
+            let keep_alive = framed_keep_alive && persistent(version, &info);
             let (mut answer, ()) = Response::new(()).into_parts();
             answer.status = status;
             answer.version = version;
@@ -478,12 +484,115 @@ fn parse_head(
     Ok(Some((len, status, version)))
 }
 
-/// The header map of a parsed head; values share the head's bytes.
-fn header_map(head: &Bytes, spans: &[HeaderSpan]) -> Result<HeaderMap, ExchangeError> {
+/// What an answer's head says about its connection and its framing, read
+/// from its lines before they become a header map.
+#[derive(Debug, Default)]
+struct HopInfo {
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
+    /// Whether the last coding of the last `Transfer-Encoding` line is
+    /// chunked; `None` without that header.
+    chunked_last: Option<bool>,
+    /// `Content-Length`, every line and list item agreeing.
+    length: Option<u64>,
+}
+
+/// Reads the connection and framing headers of a parsed head, and leaves in
+/// `named` the places of the header names its `Connection` lines list.
+fn hop_info(
+    head: &[u8],
+    spans: &[HeaderSpan],
+    named: &mut Vec<(usize, usize)>,
+) -> Result<HopInfo, ExchangeError> {
+    let mut info = HopInfo::default();
+    named.clear();
+    for span in spans {
+        let name = &head[span.name.0..span.name.1];
+        let (start, end) = span.value;
+        if name.eq_ignore_ascii_case(b"connection") {
+            for (from, to) in items(head, start, end) {
+                let token = &head[from..to];
+                if token.eq_ignore_ascii_case(b"close") {
+                    info.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    info.keep_alive = true;
+                } else {
+                    named.push((from, to));
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = items(head, start, end).last();
+            info.chunked_last = Some(
+                last.is_some_and(|(from, to)| head[from..to].eq_ignore_ascii_case(b"chunked")),
+            );
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            for (from, to) in items(head, start, end) {
+                let digits = &head[from..to];
+                if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit)
+                {
+                    return Err(ExchangeError::Invalid("content-length"));
+                }
+                let n = digits
+                    .iter()
+                    .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+                if info.length.is_some_and(|seen| seen != n) {
+                    return Err(ExchangeError::Invalid("conflicting content-length"));
+                }
+                info.length = Some(n);
+            }
+        }
+    }
+    Ok(info)
+}
+
+/// The comma-separated items of the value at `start..end`, trimmed of spaces
+/// and tabs, empty ones skipped, as places in `head`.
+fn items(head: &[u8], start: usize, end: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut at = start;
+    std::iter::from_fn(move || {
+        while at < end {
+            let item_end = head[at..end]
+                .iter()
+                .position(|&b| b == b',')
+                .map_or(end, |i| at + i);
+            let (mut from, mut to) = (at, item_end);
+            at = item_end + 1;
+            while from < to && matches!(head[from], b' ' | b'\t') {
+                from += 1;
+            }
+            while to > from && matches!(head[to - 1], b' ' | b'\t') {
+                to -= 1;
+            }
+            if from < to {
+                return Some((from, to));
+            }
+        }
+        None
+    })
+}
+
+/// The header map of a parsed head, without its hop-by-hop headers (those of
+/// RFC 9110 section 7.6.1 and those its `Connection` lines name); values
+/// share the head's bytes.
+fn header_map(
+    head: &Bytes,
+    spans: &[HeaderSpan],
+    named: &[(usize, usize)],
+) -> Result<HeaderMap, ExchangeError> {
     let mut headers = HeaderMap::with_capacity(spans.len());
     for span in spans {
-        let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
-            .map_err(|_| ExchangeError::Invalid("header name"))?;
+        let name = &head[span.name.0..span.name.1];
+        if headers::is_hop_by_hop(name)
+            || named
+                .iter()
+                .any(|&(from, to)| head[from..to].eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        let name =
+            HeaderName::from_bytes(name).map_err(|_| ExchangeError::Invalid("header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
             .map_err(|_| ExchangeError::Invalid("header value"))?;
         headers.append(name, value);
@@ -493,76 +602,31 @@ fn header_map(head: &Bytes, spans: &[HeaderSpan]) -> Result<HeaderMap, ExchangeE
 
 /// How the body of an answer to `method` is delimited (RFC 9112 section 6.3),
 /// and whether that framing lets the connection be reused.
-fn framing(
-    method: &Method,
-    status: StatusCode,
-    headers: &HeaderMap,
-) -> Result<(Framing, bool), ExchangeError> {
+fn framing(method: &Method, status: StatusCode, info: &HopInfo) -> (Framing, bool) {
     if method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        return Ok((Framing::Empty, true));
+        return (Framing::Empty, true);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked_last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+    match (info.chunked_last, info.length) {
         // With both framings present the message may be a smuggling attempt:
         // read it by its transfer coding and close the connection after it.
-        let reusable = chunked_last && !headers.contains_key(header::CONTENT_LENGTH);
-        return Ok(if chunked_last {
-            (Framing::Chunked(Chunked::Size), reusable)
-        } else {
-            (Framing::UntilClose, false)
-        });
+        (Some(true), length) => (Framing::Chunked(Chunked::Size), length.is_none()),
+        (Some(false), _) => (Framing::UntilClose, false),
+        (None, Some(0)) => (Framing::Empty, true),
+        (None, Some(n)) => (Framing::Length(n), true),
+        (None, None) => (Framing::UntilClose, false),
     }
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value
-            .to_str()
-            .map_err(|_| ExchangeError::Invalid("content-length"))?
-            .split(',')
-        {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(ExchangeError::Invalid("content-length"));
-            }
-            let n: u64 = part
-                .parse()
-                .map_err(|_| ExchangeError::Invalid("content-length"))?;
-            if length.is_some_and(|seen| seen != n) {
-                return Err(ExchangeError::Invalid("conflicting content-length"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
-        Some(0) => (Framing::Empty, true),
-        Some(n) => (Framing::Length(n), true),
-        None => (Framing::UntilClose, false),
-    })
 }
 
 /// Whether the answer lets the connection stay open: HTTP/1.1 unless it says
 /// `close`, HTTP/1.0 only if it says `keep-alive`.
-fn persistent(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &str| {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
+fn persistent(version: Version, info: &HopInfo) -> bool {
     if version == Version::HTTP_10 {
-        has("keep-alive")
+        info.keep_alive && !info.close
     } else {
-        !has("close")
+        !info.close
     }
 }
 
@@ -598,6 +662,20 @@ mod tests {
         );
     }
 
+    /// Parses a whole head: its header map and what it says of framing.
+    fn parsed(text: &str) -> (HeaderMap, HopInfo) {
+        let (mut spans, mut named) = (Vec::new(), Vec::new());
+        let (len, _, _) = parse_head(text.as_bytes(), &mut spans)
+            .expect("valid")
+            .expect("complete");
+        let head = Bytes::copy_from_slice(&text.as_bytes()[..len]);
+        let info = hop_info(&head, &spans, &mut named).expect("valid framing");
+        (
+            header_map(&head, &spans, &named).expect("valid headers"),
+            info,
+        )
+    }
+
     #[test]
     fn parses_a_head_in_pieces() {
         let mut spans = Vec::new();
@@ -612,27 +690,29 @@ mod tests {
             (len, status, version),
             (whole.len() - 3, 200, Version::HTTP_11)
         );
-        let head = Bytes::copy_from_slice(&whole[..len]);
-        let headers = header_map(&head, &spans).expect("valid headers");
+        let (headers, info) = parsed(std::str::from_utf8(whole).expect("ASCII"));
         assert_eq!(headers["content-length"], "3");
         assert_eq!(headers["x-a"], "b");
+        assert_eq!(info.length, Some(3));
+    }
+
+    #[test]
+    fn drops_hop_by_hop_headers_and_those_connection_names() {
+        let (headers, info) = parsed(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n\
+             x-hop: 1\r\nTransfer-Encoding: chunked\r\nX-Kept: 2\r\n\r\n",
+        );
+        assert!(info.keep_alive && !info.close);
+        assert_eq!(info.chunked_last, Some(true));
+        let names: Vec<_> = headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
     }
 
     #[test]
     fn frames_bodies_as_rfc_9112_says() {
-        let map = |pairs: &[(&str, &str)]| {
-            let mut h = HeaderMap::new();
-            for (n, v) in pairs {
-                h.append(
-                    HeaderName::from_bytes(n.as_bytes()).expect("name"),
-                    HeaderValue::from_str(v).expect("value"),
-                );
-            }
-            h
-        };
+        let head = |lines: &str| parsed(&format!("HTTP/1.1 200 OK\r\n{lines}\r\n")).1;
         let ok = StatusCode::OK;
-        let (f, reuse) =
-            framing(&Method::HEAD, ok, &map(&[("content-length", "10")])).expect("framed");
+        let (f, reuse) = framing(&Method::HEAD, ok, &head("content-length: 10\r\n"));
         assert!(
             matches!(f, Framing::Empty) && reuse,
             "HEAD answers have no body"
@@ -640,26 +720,33 @@ mod tests {
         let (f, reuse) = framing(
             &Method::GET,
             ok,
-            &map(&[("transfer-encoding", "gzip, chunked")]),
-        )
-        .expect("framed");
+            &head("transfer-encoding: gzip, chunked\r\n"),
+        );
         assert!(matches!(f, Framing::Chunked(Chunked::Size)) && reuse);
         let (f, reuse) = framing(
             &Method::GET,
             ok,
-            &map(&[("transfer-encoding", "chunked"), ("content-length", "3")]),
-        )
-        .expect("framed");
+            &head("transfer-encoding: chunked\r\ncontent-length: 3\r\n"),
+        );
         assert!(
             matches!(f, Framing::Chunked(_)) && !reuse,
             "both framings: read as chunked, then close"
         );
-        let (f, reuse) = framing(&Method::GET, ok, &map(&[])).expect("framed");
+        let (f, reuse) = framing(&Method::GET, ok, &head(""));
         assert!(matches!(f, Framing::UntilClose) && !reuse);
-        assert!(framing(&Method::GET, ok, &map(&[("content-length", "3, 4")])).is_err());
-        assert!(framing(&Method::GET, ok, &map(&[("content-length", "+3")])).is_err());
-        let (f, _) = framing(&Method::GET, ok, &map(&[("content-length", "7, 7")])).expect("same");
+        let (f, _) = framing(&Method::GET, ok, &head("content-length: 7, 7\r\n"));
         assert!(matches!(f, Framing::Length(7)));
+        for bad in ["3, 4", "+3", "3 4", "99999999999999999999"] {
+            let text = format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n");
+            let (mut spans, mut named) = (Vec::new(), Vec::new());
+            let (len, _, _) = parse_head(text.as_bytes(), &mut spans)
+                .expect("valid")
+                .expect("complete");
+            assert!(
+                hop_info(&text.as_bytes()[..len], &spans, &mut named).is_err(),
+                "content-length {bad:?} is refused"
+            );
+        }
     }
 
     #[test]
@@ -689,13 +776,16 @@ mod tests {
 
     #[test]
     fn persistence_follows_version_and_connection() {
-        let close = {
-            let mut h = HeaderMap::new();
-            h.insert(header::CONNECTION, HeaderValue::from_static("Close"));
-            h
-        };
-        assert!(persistent(Version::HTTP_11, &HeaderMap::new()));
-        assert!(!persistent(Version::HTTP_11, &close));
-        assert!(!persistent(Version::HTTP_10, &HeaderMap::new()));
+        let info = |lines: &str| parsed(&format!("HTTP/1.1 200 OK\r\n{lines}\r\n")).1;
+        assert!(persistent(Version::HTTP_11, &info("")));
+        assert!(!persistent(
+            Version::HTTP_11,
+            &info("Connection: Close\r\n")
+        ));
+        assert!(!persistent(Version::HTTP_10, &info("")));
+        assert!(persistent(
+            Version::HTTP_10,
+            &info("connection: keep-alive\r\n")
+        ));
     }
 }

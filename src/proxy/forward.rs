@@ -275,7 +275,10 @@ impl Proxy {
 
         guard.set_status(response.status().as_u16());
         let (mut parts, inner) = response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers);
+        if let UpstreamBody::Pooled { .. } = inner {
+            // A direct exchange leaves hop-by-hop headers out as it parses.
+            headers::strip_hop_by_hop(&mut parts.headers);
+        }
         parts
             .headers
             .append(header::VIA, headers::via(parts.version));

@@ -29,6 +29,13 @@ static HOP_BY_HOP: [&HeaderName; 6] = [
     &header::UPGRADE,
 ];
 
+/// Whether a header name, as sent, is one of the fixed hop-by-hop headers.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 ///
 /// One pass over the names present finds which are there, and only those are
