@@ -1,7 +1,8 @@
 //! The direct HTTP/1.1 exchange with instances, over real sockets: framing of
 //! answers (length, chunked with extensions and trailers, until close, HEAD,
-//! interim 1xx), request bodies, keep-alive reuse, and a pooled connection the
-//! instance closed being replaced without failing the request.
+//! interim 1xx), request bodies, keep-alive reuse, a pooled connection the
+//! instance closed being replaced without failing the request, and the
+//! deadline of an exchange.
 
 mod support;
 
@@ -109,12 +110,18 @@ async fn exchange(
             &parts,
             &Bytes::from_static(body),
             &waiting,
+            deadline(),
         )
         .await
         .map_err(|e| e.to_string())?;
     let (head, body) = response.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((head.status, head.headers, body))
+}
+
+/// A deadline no healthy local origin comes near.
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(10)
 }
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -228,8 +235,56 @@ async fn a_malformed_answer_is_an_error_after_connecting() {
     let (parts, ()) = Request::get("/").body(()).expect("request").into_parts();
     let waiting = AtomicU32::new(0);
     let error = client()
-        .exchange(&authority(origin.addr), &parts, &Bytes::new(), &waiting)
+        .exchange(
+            &authority(origin.addr),
+            &parts,
+            &Bytes::new(),
+            &waiting,
+            deadline(),
+        )
         .await
         .expect_err("not HTTP");
     assert!(!error.is_connect(), "the instance was reached: {error}");
+}
+
+#[tokio::test]
+async fn an_instance_that_never_answers_times_out_and_its_connection_is_dropped() {
+    // The first answer never comes: the origin reads the request and waits.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+    let addr = listener.local_addr().expect("origin address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                while read_request(&mut stream).await.is_some() {
+                    if n == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    if stream.write_all(OK).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let client = client();
+    let (parts, ()) = Request::get("/").body(()).expect("request").into_parts();
+    let waiting = AtomicU32::new(0);
+    let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(200);
+    let error = client
+        .exchange(&authority(addr), &parts, &Bytes::new(), &waiting, soon)
+        .await
+        .expect_err("the origin never answers");
+    assert!(error.is_timeout(), "{error}");
+    let (status, _, _) = exchange(&client, addr, Method::GET, b"")
+        .await
+        .expect("the next request gets a fresh connection");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the connection of the timed-out exchange is not reused"
+    );
 }

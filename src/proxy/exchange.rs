@@ -17,7 +17,7 @@
 //! connection kept open unless the answer or its framing says otherwise.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -30,6 +30,7 @@ use super::headers;
 use http::{request, response, Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 /// Header lines an answer may carry, as in hyper.
 const MAX_HEADERS: usize = 100;
@@ -80,6 +81,9 @@ pub enum ExchangeError {
     /// The answer is not valid HTTP/1.1.
     #[error("invalid answer from the instance: {0}")]
     Invalid(&'static str),
+    /// The try's deadline passed before the answer's head arrived.
+    #[error("no answer before the deadline")]
+    TimedOut,
 }
 
 impl ExchangeError {
@@ -108,6 +112,11 @@ pub struct Connection {
     spans: Vec<HeaderSpan>,
     /// Where the names its `Connection` header lists lie (hop-by-hop too).
     named: Vec<(usize, usize)>,
+    /// The deadline of the exchange under way, kept from one exchange to the
+    /// next: moving a registered timer later is one atomic operation, where a
+    /// new timer per request costs an insertion into tokio's timer wheel and
+    /// a removal, each under its lock.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -164,6 +173,7 @@ impl Connection {
             write: Vec::with_capacity(512),
             spans: Vec::with_capacity(16),
             named: Vec::new(),
+            deadline: None,
         }
     }
 
@@ -178,10 +188,39 @@ impl Connection {
         !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Sends a request whose body is in memory and reads the answer's head;
-    /// interim (1xx) answers are skipped. `parts.uri` may be in any form: the
-    /// request line carries its path and query.
+    /// Sends a request whose body is in memory and reads the answer's head
+    /// by `deadline`; interim (1xx) answers are skipped. `parts.uri` may be in
+    /// any form: the request line carries its path and query.
     pub async fn send(
+        &mut self,
+        parts: &request::Parts,
+        body: &Bytes,
+        deadline: Instant,
+    ) -> Result<Answer, ExchangeError> {
+        let mut timer = match self.deadline.take() {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let answer = {
+            let exchange = self.exchange(parts, body);
+            let mut exchange = std::pin::pin!(exchange);
+            poll_fn(|cx| {
+                if let Poll::Ready(answer) = exchange.as_mut().poll(cx) {
+                    return Poll::Ready(answer);
+                }
+                ready!(timer.as_mut().poll(cx));
+                Poll::Ready(Err(ExchangeError::TimedOut))
+            })
+            .await
+        };
+        self.deadline = Some(timer);
+        answer
+    }
+
+    async fn exchange(
         &mut self,
         parts: &request::Parts,
         body: &Bytes,

@@ -239,37 +239,39 @@ impl Proxy {
         let instance = guard.instance();
         let addr = instance.addr();
         let (authority, queued) = (instance.authority(), &instance.state.queued);
-        let exchange = async {
-            match outgoing {
-                Outgoing::Buffered { parts, body } => self
-                    .client
-                    .exchange(authority, parts, body, queued)
-                    .await
-                    .map(|response| response.map(UpstreamBody::Direct)),
-                Outgoing::Streamed(req) => self
-                    .client
-                    .request_counting(authority, req, queued)
-                    .await
-                    .map(|(response, connection)| {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let result = match outgoing {
+            // The direct exchange keeps one timer per connection and moves it.
+            Outgoing::Buffered { parts, body } => self
+                .client
+                .exchange(authority, parts, body, queued, deadline)
+                .await
+                .map(|response| response.map(UpstreamBody::Direct)),
+            Outgoing::Streamed(req) => {
+                let request = self.client.request_counting(authority, req, queued);
+                match tokio::time::timeout_at(deadline, request).await {
+                    Ok(result) => result.map(|(response, connection)| {
                         response.map(|body| UpstreamBody::Pooled {
                             body,
                             connection: Some(connection),
                         })
                     }),
+                    Err(_elapsed) => Err(UpstreamError::TimedOut),
+                }
             }
         };
-        let response = match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
+        let response = match result {
+            Ok(response) => response,
+            Err(error) if error.is_timeout() => {
+                guard.set_outcome(Outcome::Timeout);
+                debug!(service = %service.name, instance = %addr, "upstream request timed out");
+                return Err(ProxyError::Timeout { instance: addr });
+            }
+            Err(error) => {
                 let error = classify(error, addr);
                 guard.set_outcome(outcome_of(&error));
                 debug!(service = %service.name, instance = %addr, error = %error, "upstream request failed");
                 return Err(error);
-            }
-            Err(_elapsed) => {
-                guard.set_outcome(Outcome::Timeout);
-                debug!(service = %service.name, instance = %addr, "upstream request timed out");
-                return Err(ProxyError::Timeout { instance: addr });
             }
         };
 

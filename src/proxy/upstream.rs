@@ -69,13 +69,30 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
     /// A direct exchange failed after connecting.
     #[error(transparent)]
-    Exchange(#[from] ExchangeError),
+    Exchange(ExchangeError),
+    /// The try's deadline passed before the answer's head arrived.
+    #[error("no answer before the deadline")]
+    TimedOut,
+}
+
+impl From<ExchangeError> for UpstreamError {
+    fn from(error: ExchangeError) -> Self {
+        match error {
+            ExchangeError::TimedOut => UpstreamError::TimedOut,
+            error => UpstreamError::Exchange(error),
+        }
+    }
 }
 
 impl UpstreamError {
     /// Whether the instance was never reached, so no part of the request was sent.
     pub fn is_connect(&self) -> bool {
         matches!(self, UpstreamError::Connect { .. })
+    }
+
+    /// Whether the try ran out of time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, UpstreamError::TimedOut)
     }
 }
 
@@ -264,9 +281,10 @@ impl UpstreamClient {
     }
 
     /// Sends a request whose body is in memory over a direct connection and
-    /// returns the answer; its body reads the rest from the connection, which
-    /// goes back to the pool once the answer has been read whole. The request
-    /// counts in `waiting` while it waits for a new connection, as in
+    /// returns the answer, whose head must arrive by `deadline`; its body
+    /// reads the rest from the connection, which goes back to the pool once
+    /// the answer has been read whole. The request counts in `waiting` while
+    /// it waits for a new connection, as in
     /// [`UpstreamClient::request_counting`]. A pooled connection that turns
     /// out to be closed before answering is replaced by a fresh one, once,
     /// when sending the request again is safe.
@@ -276,6 +294,7 @@ impl UpstreamClient {
         parts: &request::Parts,
         body: &Bytes,
         waiting: &AtomicU32,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<DirectBody>, UpstreamError> {
         let mut reuse = true;
         loop {
@@ -289,10 +308,13 @@ impl UpstreamClient {
                 Some(connection) => connection,
                 None => {
                     let _queued = Queued::enter(Some(waiting));
-                    Box::new(Connection::new(self.connect_stream(authority).await?))
+                    let stream = tokio::time::timeout_at(deadline, self.connect_stream(authority))
+                        .await
+                        .map_err(|_elapsed| UpstreamError::TimedOut)??;
+                    Box::new(Connection::new(stream))
                 }
             };
-            match connection.send(parts, body).await {
+            match connection.send(parts, body, deadline).await {
                 Ok(answer) => {
                     let body = DirectBody {
                         connection: Some(connection),
