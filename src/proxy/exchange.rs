@@ -5,8 +5,8 @@
 //! answer back and every chunk of its body each cost a wake-up and a poll of
 //! another task. When the request's body is already in memory (empty, or
 //! buffered for retries: nearly every request) none of that is needed. The
-//! request's task writes head and body in one write and reads the answer's
-//! head; the response body then reads the rest straight from the socket each
+//! request's task writes head and body (in one write when the body is small)
+//! and reads the answer's head by the try's deadline; the response body then reads the rest straight from the socket each
 //! time the client's connection asks for more. Streamed uploads, whose body
 //! must flow while the answer may already be arriving, still go through
 //! hyper's client (`upstream`).
@@ -25,12 +25,12 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-
-use super::headers;
 use http::{request, response, Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+
+use super::headers;
 
 /// Header lines an answer may carry, as in hyper.
 const MAX_HEADERS: usize = 100;

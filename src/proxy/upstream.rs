@@ -9,9 +9,9 @@
 //! whose body was cut short closes. Checkout takes the most recently returned
 //! ready connection, so a steady load keeps reusing the few connections it
 //! needs, whose buffers are warm in cache, while those a past burst opened sit
-//! at the old end and age out. A request that
-//! a pooled connection could not even start (the instance had closed it while
-//! idle) is sent again once, on a fresh connection.
+//! at the old end and age out. A request that a pooled connection could not
+//! even start (the instance had closed it while idle) is sent again once, on a
+//! fresh connection.
 //!
 //! Requests whose body is in memory take the direct path instead
 //! ([`UpstreamClient::exchange`]): the request's own task drives the exchange
@@ -22,8 +22,10 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -414,27 +416,15 @@ impl ThreadPools {
         None
     }
 
-    /// Returns a connection to its pool at the newest end. The oldest entry
-    /// goes when the pool is full or that entry is closed or expired, so idle
-    /// connections left by a burst are let go one per checkin.
+    /// Returns a connection to its pool at the newest end ([`push_newest`]).
     fn checkin(&self, authority: &Authority, sender: http1::SendRequest<RequestBody>) {
         let mut pools = self.by_thread.get_or(Default::default).borrow_mut();
         let now = Instant::now();
         let pooled = Pooled { sender, since: now };
-        if let Some(queue) = pools.get_mut(authority.as_str()) {
-            if let Some(front) = queue.front() {
-                if queue.len() >= MAX_POOLED_PER_INSTANCE
-                    || front.sender.is_closed()
-                    || now - front.since > self.idle_timeout
-                {
-                    queue.pop_front();
-                }
-            }
-            queue.push_back(pooled);
-            return;
-        }
-        // The key is cloned only the first time this thread pools a connection to it.
-        pools.insert(PoolKey(authority.clone()), VecDeque::from([pooled]));
+        let idle_timeout = self.idle_timeout;
+        push_newest(&mut pools, authority, pooled, now, |p, now| {
+            p.sender.is_closed() || now - p.since > idle_timeout
+        });
     }
 }
 
@@ -453,8 +443,7 @@ impl ThreadPools {
         None
     }
 
-    /// Returns a direct connection at the newest end; the oldest goes when
-    /// the pool is full or it has expired.
+    /// Returns a direct connection to its pool at the newest end ([`push_newest`]).
     fn checkin_direct(&self, authority: &Authority, connection: Box<Connection>) {
         let mut pools = self.direct.get_or(Default::default).borrow_mut();
         let now = Instant::now();
@@ -462,17 +451,35 @@ impl ThreadPools {
             connection,
             since: now,
         };
-        if let Some(queue) = pools.get_mut(authority.as_str()) {
-            if let Some(front) = queue.front() {
-                if queue.len() >= MAX_POOLED_PER_INSTANCE || now - front.since > self.idle_timeout {
-                    queue.pop_front();
-                }
-            }
-            queue.push_back(idle);
-            return;
-        }
-        pools.insert(PoolKey(authority.clone()), VecDeque::from([idle]));
+        let idle_timeout = self.idle_timeout;
+        push_newest(&mut pools, authority, idle, now, |i, now| {
+            now - i.since > idle_timeout
+        });
     }
+}
+
+/// Puts `entry` at the newest end of `authority`'s queue. The oldest entry
+/// goes when the queue is full or `gone` says it is closed or expired by
+/// `now`, so idle connections left by a burst are let go one per checkin. The
+/// key is cloned only the first time this thread pools a connection to the
+/// instance.
+fn push_newest<T>(
+    pools: &mut HashMap<PoolKey, VecDeque<T>, BuildHasherDefault<WordHash>>,
+    authority: &Authority,
+    entry: T,
+    now: Instant,
+    gone: impl Fn(&T, Instant) -> bool,
+) {
+    let Some(queue) = pools.get_mut(authority.as_str()) else {
+        pools.insert(PoolKey(authority.clone()), VecDeque::from([entry]));
+        return;
+    };
+    if let Some(front) = queue.front() {
+        if queue.len() >= MAX_POOLED_PER_INSTANCE || gone(front, now) {
+            queue.pop_front();
+        }
+    }
+    queue.push_back(entry);
 }
 
 /// The body of an answer read over a direct connection. The connection goes
@@ -506,18 +513,18 @@ impl Body for DirectBody {
     type Error = ExchangeError;
 
     fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
         let this = self.get_mut();
         if let Some(error) = this.failed.take() {
-            return std::task::Poll::Ready(Some(Err(error)));
+            return Poll::Ready(Some(Err(error)));
         }
         let Some(connection) = this.connection.as_mut() else {
-            return std::task::Poll::Ready(None);
+            return Poll::Ready(None);
         };
-        let piece = std::task::ready!(connection.poll_body(&mut this.framing, cx));
-        std::task::Poll::Ready(match piece {
+        let piece = ready!(connection.poll_body(&mut this.framing, cx));
+        Poll::Ready(match piece {
             Some(Ok(data)) => {
                 if this.framing.is_done() {
                     this.finish();
@@ -531,7 +538,7 @@ impl Body for DirectBody {
                 this.connection = None;
                 this.failed = Some(error);
                 cx.waker().wake_by_ref();
-                return std::task::Poll::Pending;
+                return Poll::Pending;
             }
             None => {
                 this.finish();
