@@ -19,6 +19,16 @@ use super::upstream::{Checkin, DirectBody};
 use crate::balance::{InFlight, Outcome};
 use crate::health::Admission;
 
+/// A client's request body, as its connection hands it to the proxy.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// Read whole with the head: every request the HTTP/1.1 fast path serves.
+    Whole(Bytes),
+    /// Still arriving, through hyper's server (HTTP/2, or an HTTP/1.1
+    /// connection hyper took over).
+    Streaming(Incoming),
+}
+
 /// A request body on its way to an instance.
 #[derive(Debug)]
 pub enum RequestBody {

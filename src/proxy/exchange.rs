@@ -33,7 +33,7 @@ use tokio::time::{Instant, Sleep};
 use super::headers;
 
 /// Header lines an answer may carry, as in hyper.
-const MAX_HEADERS: usize = 100;
+pub(super) const MAX_HEADERS: usize = 100;
 
 /// Bytes an answer's head may take before the answer is refused.
 const MAX_HEAD_BYTES: usize = 256 * 1024;
@@ -119,10 +119,11 @@ pub struct Connection {
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
+/// Where one header line's name and value lie in a head being parsed.
 #[derive(Debug, Clone, Copy)]
-struct HeaderSpan {
-    name: (usize, usize),
-    value: (usize, usize),
+pub(super) struct HeaderSpan {
+    pub(super) name: (usize, usize),
+    pub(super) value: (usize, usize),
 }
 
 /// How an answer's body is delimited.
@@ -289,13 +290,7 @@ impl Connection {
     /// end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let Self { stream, read, .. } = self;
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let mut buf = ReadBuf::new(&mut scratch[..]);
-            ready!(Pin::new(stream).poll_read(cx, &mut buf))?;
-            read.extend_from_slice(buf.filled());
-            Poll::Ready(Ok(buf.filled().len()))
-        })
+        poll_read_scratch(Pin::new(stream), cx, |bytes| read.extend_from_slice(bytes))
     }
 
     /// The next piece of the body: `None` at its end. After the end, the
@@ -366,6 +361,22 @@ impl Framing {
             _ => None,
         }
     }
+}
+
+/// Reads what `stream` has into this thread's scratch buffer and hands the
+/// bytes to `take`: the count read, 0 at the end of the stream.
+pub(super) fn poll_read_scratch<S: AsyncRead>(
+    stream: Pin<&mut S>,
+    cx: &mut Context<'_>,
+    take: impl FnOnce(&[u8]),
+) -> Poll<io::Result<usize>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let mut buf = ReadBuf::new(&mut scratch[..]);
+        ready!(stream.poll_read(cx, &mut buf))?;
+        take(buf.filled());
+        Poll::Ready(Ok(buf.filled().len()))
+    })
 }
 
 /// What one step of the chunked decoder produced.
@@ -465,7 +476,8 @@ fn encode_request(out: &mut Vec<u8>, parts: &request::Parts, body: &Bytes) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+/// Appends `n` in decimal.
+pub(super) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {
@@ -526,21 +538,21 @@ fn parse_head(
 /// What an answer's head says about its connection and its framing, read
 /// from its lines before they become a header map.
 #[derive(Debug, Default)]
-struct HopInfo {
+pub(super) struct HopInfo {
     /// `Connection: close`.
-    close: bool,
+    pub(super) close: bool,
     /// `Connection: keep-alive`.
-    keep_alive: bool,
+    pub(super) keep_alive: bool,
     /// Whether the last coding of the last `Transfer-Encoding` line is
     /// chunked; `None` without that header.
-    chunked_last: Option<bool>,
+    pub(super) chunked_last: Option<bool>,
     /// `Content-Length`, every line and list item agreeing.
-    length: Option<u64>,
+    pub(super) length: Option<u64>,
 }
 
 /// Reads the connection and framing headers of a parsed head, and leaves in
 /// `named` the places of the header names its `Connection` lines list.
-fn hop_info(
+pub(super) fn hop_info(
     head: &[u8],
     spans: &[HeaderSpan],
     named: &mut Vec<(usize, usize)>,
@@ -615,7 +627,7 @@ fn items(head: &[u8], start: usize, end: usize) -> impl Iterator<Item = (usize, 
 /// The header map of a parsed head, without its hop-by-hop headers (those of
 /// RFC 9110 section 7.6.1 and those its `Connection` lines name); values
 /// share the head's bytes.
-fn header_map(
+pub(super) fn header_map(
     head: &Bytes,
     spans: &[HeaderSpan],
     named: &[(usize, usize)],

@@ -12,10 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 use tracing::debug;
 
-use super::body::{RequestBody, ResponseBody, UpstreamBody};
+use super::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
 use super::error::{BoxError, ProxyError};
 use super::headers;
 use super::retry::{self, failure_of, safe_to_retry, withdraw_retry, Failure, Tried, TryBody};
@@ -65,7 +64,7 @@ impl Proxy {
     /// Answers one request: the instance's response, or a local error response.
     pub async fn handle(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         downstream: Downstream,
     ) -> Response<ResponseBody> {
         let request_id = headers::ensure_request_id(req.headers_mut());
@@ -94,7 +93,7 @@ impl Proxy {
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         downstream: Downstream,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let service = self
@@ -213,7 +212,7 @@ impl Proxy {
         }
     }
 
-    fn check_body_size(&self, req: &Request<Incoming>) -> Result<(), ProxyError> {
+    fn check_body_size(&self, req: &Request<ClientBody>) -> Result<(), ProxyError> {
         let Some(limit) = self.limits.max_body_bytes else {
             return Ok(());
         };
@@ -336,7 +335,7 @@ fn rewrite_head(
 
 /// The host a request is addressed to: the `Host` header, else the URI's
 /// authority. Borrowed: routing needs no copy of it.
-fn request_host(req: &Request<Incoming>) -> Option<&str> {
+fn request_host(req: &Request<ClientBody>) -> Option<&str> {
     req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

@@ -1,6 +1,6 @@
 //! The data plane: listeners, routing, forwarding and streaming bodies.
 //!
-//! A request flows `server` (accept, HTTP/1.1 or HTTP/2) → `router` (host and
+//! A request flows `server` (accept; HTTP/1.1 by `h1`, the rest by hyper) → `router` (host and
 //! longest prefix) → the service's balancer → `forward` (header rewrite, pooled
 //! `upstream` client or a direct `exchange`, timeouts) → `body` (streamed back with its in-flight
 //! guard). Failures become short plain-text responses via `error`; `tls`
@@ -11,8 +11,8 @@ pub mod body;
 pub mod error;
 pub mod exchange;
 pub mod forward;
+pub mod h1;
 pub mod headers;
-pub mod idle;
 pub mod retry;
 pub mod router;
 pub mod server;

@@ -2,17 +2,17 @@
 //!
 //! A retry is safe when the instance never saw the request (the connection
 //! failed), or when the method is idempotent and its body can be sent again:
-//! bodies that were empty, or small enough (`resilience.retry_buffer_bytes`,
-//! with a known Content-Length) to be buffered before the first try. A streamed
+//! bodies that were empty, read whole by the HTTP/1.1 connection (up to
+//! 64 KiB, see `h1`), or small enough (`resilience.retry_buffer_bytes`, with
+//! a known Content-Length) to be buffered before the first try. A streamed
 //! body is consumed by its first try, so such a request is never retried.
 
 use bytes::Bytes;
 use http::{header, HeaderMap, Method};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
-use super::body::RequestBody;
+use super::body::{ClientBody, RequestBody};
 use super::error::ProxyError;
 use crate::balance::Instance;
 use crate::clock;
@@ -86,14 +86,19 @@ pub(super) enum TryBody {
 }
 
 impl TryBody {
-    /// Reads a small body of an idempotent request into memory; streams the rest.
+    /// Keeps a body read whole, reads a small body of an idempotent request
+    /// into memory, and streams the rest.
     pub(super) async fn prepare(
         method: &Method,
         headers: &HeaderMap,
-        body: Incoming,
+        body: ClientBody,
         service: &ServiceConfig,
         body_limit: Option<u64>,
     ) -> Result<Self, ProxyError> {
+        let body = match body {
+            ClientBody::Whole(bytes) => return Ok(TryBody::Replay(bytes)),
+            ClientBody::Streaming(body) => body,
+        };
         if body.is_end_stream() {
             return Ok(TryBody::Replay(Bytes::new()));
         }

@@ -1,10 +1,13 @@
-//! The proxy's listeners: accept loops, per-connection HTTP serving and
-//! graceful shutdown.
+//! The proxy's listeners: accept loops, per-connection serving and graceful
+//! shutdown.
 //!
-//! Each connection is served by hyper-util's auto builder, which speaks
-//! HTTP/1.1 or HTTP/2 (prior knowledge) depending on the first bytes. A
-//! semaphore caps open connections; past the cap, new connections wait in the
-//! kernel's backlog instead of being accepted and starved.
+//! A connection is served by [`h1`](super::h1), the proxy's own HTTP/1.1
+//! server, for as long as its requests are the plain kind it serves; from
+//! the first that is not (HTTP/2's preface, a streamed body, an upgrade, a
+//! malformed head), hyper-util's auto builder takes it over with the bytes
+//! already read, and speaks HTTP/1.1 or HTTP/2 to it. A semaphore caps open
+//! connections; past the cap, new connections wait in the kernel's backlog
+//! instead of being accepted and starved.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,14 +17,15 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::body::ClientBody;
 use super::forward::{Downstream, Proxy};
-use super::idle::FirstByteDeadline;
+use super::h1::{self, ClientConnection, Rewound, Served};
 use super::tls::TlsTerminator;
 use crate::config::{Limits, Timeouts};
 use crate::telemetry::names;
@@ -58,13 +62,13 @@ pub struct ProxyServer {
     handshake: Handshake,
 }
 
-/// What an accepted connection goes through before HTTP: TLS when configured,
-/// and a deadline for its first byte (`timeouts.idle`), which hyper's protocol
-/// detection does not have.
+/// How an accepted connection is taken up: TLS when configured, then the
+/// HTTP/1.1 fast path's settings (its idle deadline also bounds the wait for
+/// the first byte, which hyper's protocol detection does not).
 #[derive(Debug, Clone)]
 struct Handshake {
     tls: Option<TlsTerminator>,
-    first_byte: Duration,
+    h1: h1::Settings,
 }
 
 impl ProxyServer {
@@ -99,7 +103,10 @@ impl ProxyServer {
             connections: Arc::new(Semaphore::new(limits.max_connections)),
             handshake: Handshake {
                 tls,
-                first_byte: timeouts.idle,
+                h1: h1::Settings {
+                    max_head_bytes: limits.max_header_bytes,
+                    idle: timeouts.idle,
+                },
             },
         }
     }
@@ -121,8 +128,11 @@ impl ProxyServer {
 
     /// Serves until `shutdown` turns true, then lets open requests finish for
     /// up to `grace`. Returns whether every connection finished in time.
+    ///
+    /// Connections watch `shutdown` themselves: an idle one closes at once, a
+    /// busy one after its answer (HTTP/2: after its open streams).
     pub async fn run(self, shutdown: watch::Receiver<bool>, grace: Duration) -> bool {
-        let graceful = Arc::new(GracefulShutdown::new());
+        let open = TaskTracker::new();
         let mut accept_loops = Vec::new();
         for listener in self.listeners {
             accept_loops.push(tokio::spawn(accept_loop(
@@ -130,7 +140,7 @@ impl ProxyServer {
                 Arc::clone(&self.proxy),
                 Arc::clone(&self.builder),
                 Arc::clone(&self.connections),
-                Arc::clone(&graceful),
+                open.clone(),
                 shutdown.clone(),
                 self.handshake.clone(),
             )));
@@ -139,18 +149,19 @@ impl ProxyServer {
             let _ = task.await;
         }
 
-        let graceful = Arc::try_unwrap(graceful)
-            .expect("every accept loop has returned and dropped its handle");
-        let open = graceful.count();
+        open.close();
         info!(
-            open_connections = open,
+            open_connections = open.len(),
             grace_ms = grace.as_millis() as u64,
             "draining connections"
         );
-        match tokio::time::timeout(grace, graceful.shutdown()).await {
+        match tokio::time::timeout(grace, open.wait()).await {
             Ok(()) => true,
             Err(_) => {
-                warn!("grace period ended with requests still in flight");
+                warn!(
+                    open_connections = open.len(),
+                    "grace period ended with requests still in flight"
+                );
                 false
             }
         }
@@ -167,7 +178,7 @@ async fn accept_loop(
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     connections: Arc<Semaphore>,
-    graceful: Arc<GracefulShutdown>,
+    open: TaskTracker,
     mut shutdown: watch::Receiver<bool>,
     handshake: Handshake,
 ) {
@@ -191,59 +202,102 @@ async fn accept_loop(
             },
             _ = stopped(&mut shutdown) => return,
         };
-        let watcher = graceful.watcher();
         let proxy = Arc::clone(&proxy);
         let builder = Arc::clone(&builder);
-        let Handshake { tls, first_byte } = handshake.clone();
-        tokio::spawn(async move {
+        let shutdown = shutdown.clone();
+        let Handshake { tls, h1 } = handshake.clone();
+        open.spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
-            let Some(tls) = tls else {
-                let downstream = Downstream {
-                    addr,
-                    proto: "http",
-                };
-                let stream = FirstByteDeadline::new(stream, first_byte);
-                return serve_connection(stream, downstream, proxy, builder, watcher).await;
-            };
-            // Boxed: a task is as large as its largest branch, and the TLS
-            // stream's state would otherwise be held by every plain connection.
-            Box::pin(async move {
-                if let Some(stream) = tls.handshake(stream, addr).await {
+            metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
+            match tls {
+                None => {
                     let downstream = Downstream {
                         addr,
-                        proto: "https",
+                        proto: "http",
                     };
-                    let stream = FirstByteDeadline::new(stream, first_byte);
-                    serve_connection(stream, downstream, proxy, builder, watcher).await;
+                    serve_connection(stream, downstream, proxy, builder, h1, shutdown).await;
                 }
-            })
-            .await;
+                // Boxed: a task is as large as its largest branch, and the TLS
+                // stream's state would otherwise be held by every plain connection.
+                Some(tls) => {
+                    Box::pin(async move {
+                        if let Some(stream) = tls.handshake(stream, addr).await {
+                            let downstream = Downstream {
+                                addr,
+                                proto: "https",
+                            };
+                            serve_connection(stream, downstream, proxy, builder, h1, shutdown)
+                                .await;
+                        }
+                    })
+                    .await
+                }
+            }
+            metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
         });
     }
 }
 
+/// Serves one connection: by the fast path while it can, then by hyper.
 async fn serve_connection<S>(
     stream: S,
     downstream: Downstream,
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    watcher: hyper_util::server::graceful::Watcher,
+    settings: h1::Settings,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = ClientConnection::new(stream, settings, shutdown.clone());
+    if let Served::HandOver { stream, read } = connection.serve(&proxy, downstream).await {
+        // Boxed, so that a connection the fast path serves does not carry
+        // hyper's connection state.
+        Box::pin(serve_with_hyper(
+            Rewound::new(stream, read),
+            downstream,
+            proxy,
+            builder,
+            shutdown,
+        ))
+        .await;
+    }
+}
+
+/// Serves a connection with hyper until it closes; on shutdown, hyper
+/// finishes what is in flight and closes it.
+async fn serve_with_hyper<S>(
+    stream: S,
+    downstream: Downstream,
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let addr = downstream.addr;
-    metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
     // The request's future (about 4.9 KB) is boxed per request: hyper keeps a
     // slot the size of the service's future for every connection, busy or
     // idle, so an unboxed future would cost each idle connection that much.
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let proxy = Arc::clone(&proxy);
+        let req = req.map(ClientBody::Streaming);
         Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, downstream).await) })
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    if let Err(error) = watcher.watch(conn.into_owned()).await {
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let mut stopping = false;
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            _ = stopped(&mut shutdown), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    if let Err(error) = result {
         debug!(client = %addr, error = %error, "connection ended with an error");
     }
-    metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
 }
