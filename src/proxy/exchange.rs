@@ -35,6 +35,10 @@ use super::headers;
 /// Header lines an answer may carry, as in hyper.
 pub(super) const MAX_HEADERS: usize = 100;
 
+/// Headers the proxy adds to an answer on its way back: `Via`,
+/// `x-request-id`, and at times `Set-Cookie` and `Date`.
+const ANSWER_ROOM: usize = 4;
+
 /// Bytes an answer's head may take before the answer is refused.
 const MAX_HEAD_BYTES: usize = 256 * 1024;
 
@@ -271,7 +275,7 @@ impl Connection {
             let status =
                 StatusCode::from_u16(status).map_err(|_| ExchangeError::Invalid("status code"))?;
             let info = hop_info(&head, &self.spans, &mut self.named)?;
-            let headers = header_map(&head, &self.spans, &self.named)?;
+            let headers = header_map(&head, &self.spans, &self.named, ANSWER_ROOM)?;
             let (framing, framed_keep_alive) = framing(&parts.method, status, &info);
             let keep_alive = framed_keep_alive && persistent(version, &info);
             let (mut answer, ()) = Response::new(()).into_parts();
@@ -626,13 +630,15 @@ fn items(head: &[u8], start: usize, end: usize) -> impl Iterator<Item = (usize, 
 
 /// The header map of a parsed head, without its hop-by-hop headers (those of
 /// RFC 9110 section 7.6.1 and those its `Connection` lines name); values
-/// share the head's bytes.
+/// share the head's bytes. The map has room for `room` more headers without
+/// growing: a growth moves and rehashes every entry.
 pub(super) fn header_map(
     head: &Bytes,
     spans: &[HeaderSpan],
     named: &[(usize, usize)],
+    room: usize,
 ) -> Result<HeaderMap, ExchangeError> {
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut headers = HeaderMap::with_capacity(spans.len() + room);
     for span in spans {
         let name = &head[span.name.0..span.name.1];
         if headers::is_hop_by_hop(name)
@@ -722,7 +728,7 @@ mod tests {
         let head = Bytes::copy_from_slice(&text.as_bytes()[..len]);
         let info = hop_info(&head, &spans, &mut named).expect("valid framing");
         (
-            header_map(&head, &spans, &named).expect("valid headers"),
+            header_map(&head, &spans, &named, 0).expect("valid headers"),
             info,
         )
     }

@@ -54,6 +54,10 @@ use super::forward::{Downstream, Proxy};
 /// one hands the connection to hyper, which streams it.
 pub const WHOLE_BODY_BYTES: u64 = 64 * 1024;
 
+/// Headers the proxy adds to a request on its way to an instance:
+/// `x-request-id`, `X-Forwarded-For`, `-Proto`, `-Host` and `Via`.
+const REQUEST_ROOM: usize = 5;
+
 /// Body pieces up to this size are copied after the head or the previous
 /// piece, so that small answers go out in one write; larger ones are written
 /// from where they are.
@@ -562,7 +566,7 @@ fn next_request(read: &mut BytesMut, max_head_bytes: usize) -> Next {
         let head = read.split_to(parsed.len).freeze();
         let built = Uri::from_maybe_shared(head.slice(parsed.target.0..parsed.target.1))
             .ok()
-            .zip(header_map(&head, spans, named).ok());
+            .zip(header_map(&head, spans, named, REQUEST_ROOM).ok());
         let Some((uri, headers)) = built else {
             // Put the head back for hyper, which answers it with a 400.
             let mut all = BytesMut::with_capacity(head.len() + read.len());
