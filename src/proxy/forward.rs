@@ -216,11 +216,14 @@ impl Proxy {
         let Some(limit) = self.limits.max_body_bytes else {
             return Ok(());
         };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared = match req.body() {
+            ClientBody::Whole(body) => Some(body.len() as u64),
+            ClientBody::Streaming(_) => req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok()),
+        };
         match declared {
             Some(len) if len > limit => Err(ProxyError::BodyTooLarge { limit }),
             _ => Ok(()),
@@ -247,8 +250,11 @@ impl Proxy {
                 .await
                 .map(|response| response.map(UpstreamBody::Direct)),
             Outgoing::Streamed(req) => {
+                // Boxed: hyper's client futures are large, and the request's
+                // future, allocated for every request, would otherwise be
+                // sized for this rare path.
                 let request = self.client.request_counting(authority, req, queued);
-                match tokio::time::timeout_at(deadline, request).await {
+                match Box::pin(tokio::time::timeout_at(deadline, request)).await {
                     Ok(result) => result.map(|(response, connection)| {
                         response.map(|body| UpstreamBody::Pooled {
                             body,
@@ -313,16 +319,20 @@ fn rewrite_head(
     downstream: Downstream,
 ) -> Result<(), ProxyError> {
     let headers = &mut parts.headers;
-    if !headers.contains_key(header::HOST) {
+    let host = match headers.get(header::HOST) {
+        Some(host) => Some(host.clone()),
         // HTTP/2 clients send :authority instead of Host; HTTP/1.1 instances need Host.
-        if let Some(authority) = parts.uri.authority() {
-            let value = HeaderValue::from_str(authority.as_str())
-                .map_err(|_| ProxyError::BadRequest("authority"))?;
-            headers.insert(header::HOST, value);
-        }
-    }
+        None => match parts.uri.authority() {
+            Some(authority) => {
+                let value = HeaderValue::from_str(authority.as_str())
+                    .map_err(|_| ProxyError::BadRequest("authority"))?;
+                headers.insert(header::HOST, value.clone());
+                Some(value)
+            }
+            None => None,
+        },
+    };
     headers::strip_hop_by_hop(headers);
-    let host = headers.get(header::HOST).cloned();
     headers::add_forwarded(
         headers,
         downstream.addr.ip(),

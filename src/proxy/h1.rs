@@ -254,16 +254,17 @@ where
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
+        let fields = encode_fields(&mut out.buf, &parts);
         let framing = if bodiless {
             Framing::None
-        } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
+        } else if fields.length {
             Framing::Length { declare: None }
         } else if let Some(n) = body.size_hint().exact() {
             Framing::Length { declare: Some(n) }
         } else {
             Framing::Chunked
         };
-        encode_head(&mut out.buf, &parts, framing, keep_alive);
+        end_head(&mut out.buf, fields, framing, keep_alive);
 
         let mut ended = bodiless || body.is_end_stream();
         let mut trailers_sent = false;
@@ -376,13 +377,19 @@ enum Framing {
     Chunked,
 }
 
-/// The answer's head: status line, headers, and what this connection adds.
-fn encode_head(
-    buf: &mut Vec<u8>,
-    parts: &http::response::Parts,
-    framing: Framing,
-    keep_alive: bool,
-) {
+/// Which of the headers an answer's head gets from this connection it
+/// carries already.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    /// `Content-Length`.
+    length: bool,
+    /// `Date`.
+    date: bool,
+}
+
+/// The answer's status line and its own header lines. The lines it lacks
+/// are noted on the way, which spares a lookup in the map for each.
+fn encode_fields(buf: &mut Vec<u8>, parts: &http::response::Parts) -> Fields {
     buf.extend_from_slice(b"HTTP/1.1 ");
     buf.extend_from_slice(parts.status.as_str().as_bytes());
     buf.push(b' ');
@@ -394,10 +401,25 @@ fn encode_head(
             .as_bytes(),
     );
     buf.extend_from_slice(b"\r\n");
+    let mut fields = Fields {
+        length: false,
+        date: false,
+    };
     for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH {
+            fields.length = true;
+        } else if name == header::DATE {
+            fields.date = true;
+        }
         push_field(buf, name, value.as_bytes());
     }
-    if !parts.headers.contains_key(header::DATE) {
+    fields
+}
+
+/// What this connection adds to the head (`Date`, the framing,
+/// `Connection: close`), and the blank line that ends it.
+fn end_head(buf: &mut Vec<u8>, fields: Fields, framing: Framing, keep_alive: bool) {
+    if !fields.date {
         push_date(buf);
     }
     match framing {
@@ -817,9 +839,11 @@ mod tests {
             "Thu, 03 Dec 2026 00:00:00 GMT".parse().expect("a date"),
         );
         let mut out = Vec::new();
-        encode_head(
+        let fields = encode_fields(&mut out, &parts);
+        assert!(fields.date && !fields.length);
+        end_head(
             &mut out,
-            &parts,
+            fields,
             Framing::Length { declare: Some(12) },
             true,
         );
@@ -830,7 +854,8 @@ mod tests {
 
         let mut out = Vec::new();
         parts.status = StatusCode::BAD_GATEWAY;
-        encode_head(&mut out, &parts, Framing::Chunked, false);
+        let fields = encode_fields(&mut out, &parts);
+        end_head(&mut out, fields, Framing::Chunked, false);
         assert_eq!(
             String::from_utf8(out).expect("a head is text"),
             "HTTP/1.1 502 Bad Gateway\r\ndate: Thu, 03 Dec 2026 00:00:00 GMT\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
