@@ -114,8 +114,6 @@ pub struct Connection {
     write: Vec<u8>,
     /// Where the header lines of the answer being parsed lie in `read`.
     spans: Vec<HeaderSpan>,
-    /// Where the names its `Connection` header lists lie (hop-by-hop too).
-    named: Vec<(usize, usize)>,
     /// The deadline of the exchange under way, kept from one exchange to the
     /// next: moving a registered timer later is one atomic operation, where a
     /// new timer per request costs an insertion into tokio's timer wheel and
@@ -177,7 +175,6 @@ impl Connection {
             read: BytesMut::with_capacity(READ_BUFFER_BYTES),
             write: Vec::with_capacity(512),
             spans: Vec::with_capacity(16),
-            named: Vec::new(),
             deadline: None,
         }
     }
@@ -274,8 +271,7 @@ impl Connection {
             }
             let status =
                 StatusCode::from_u16(status).map_err(|_| ExchangeError::Invalid("status code"))?;
-            let info = hop_info(&head, &self.spans, &mut self.named)?;
-            let headers = header_map(&head, &self.spans, &self.named, ANSWER_ROOM)?;
+            let (headers, info) = header_fields(&head, &self.spans, ANSWER_ROOM)?;
             let (framing, framed_keep_alive) = framing(&parts.method, status, &info);
             let keep_alive = framed_keep_alive && persistent(version, &info);
             let (mut answer, ()) = Response::new(()).into_parts();
@@ -539,8 +535,8 @@ fn parse_head(
     Ok(Some((len, status, version)))
 }
 
-/// What an answer's head says about its connection and its framing, read
-/// from its lines before they become a header map.
+/// What a head's connection and framing headers say, read as its lines
+/// become a header map.
 #[derive(Debug, Default)]
 pub(super) struct HopInfo {
     /// `Connection: close`.
@@ -552,21 +548,55 @@ pub(super) struct HopInfo {
     pub(super) chunked_last: Option<bool>,
     /// `Content-Length`, every line and list item agreeing.
     pub(super) length: Option<u64>,
+    /// An `Upgrade` line.
+    pub(super) upgrade: bool,
+    /// An `Expect` line.
+    pub(super) expect: bool,
 }
 
-/// Reads the connection and framing headers of a parsed head, and leaves in
-/// `named` the places of the header names its `Connection` lines list.
-pub(super) fn hop_info(
+/// Reads the `Content-Length` value at `start..end` into `length`: every
+/// list item must be a decimal number agreeing with what was seen before.
+pub(super) fn content_length(
     head: &[u8],
+    start: usize,
+    end: usize,
+    length: &mut Option<u64>,
+) -> Result<(), ExchangeError> {
+    for (from, to) in items(head, start, end) {
+        let digits = &head[from..to];
+        if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(ExchangeError::Invalid("content-length"));
+        }
+        let n = digits
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        if length.is_some_and(|seen| seen != n) {
+            return Err(ExchangeError::Invalid("conflicting content-length"));
+        }
+        *length = Some(n);
+    }
+    Ok(())
+}
+
+/// The header map of a parsed head, without its hop-by-hop headers (those of
+/// RFC 9110 section 7.6.1 and those its `Connection` lines name), and what
+/// those said. Values share the head's bytes. Each name is parsed once and
+/// then told apart by comparing parsed names, which for the standard ones is
+/// a comparison of two small numbers. The map has room for `room` more
+/// headers without growing: a growth moves and rehashes every entry.
+pub(super) fn header_fields(
+    head: &Bytes,
     spans: &[HeaderSpan],
-    named: &mut Vec<(usize, usize)>,
-) -> Result<HopInfo, ExchangeError> {
+    room: usize,
+) -> Result<(HeaderMap, HopInfo), ExchangeError> {
+    let mut headers = HeaderMap::with_capacity(spans.len() + room);
     let mut info = HopInfo::default();
-    named.clear();
+    let mut names_listed = false;
     for span in spans {
-        let name = &head[span.name.0..span.name.1];
+        let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
+            .map_err(|_| ExchangeError::Invalid("header name"))?;
         let (start, end) = span.value;
-        if name.eq_ignore_ascii_case(b"connection") {
+        if name == header::CONNECTION {
             for (from, to) in items(head, start, end) {
                 let token = &head[from..to];
                 if token.eq_ignore_ascii_case(b"close") {
@@ -574,32 +604,46 @@ pub(super) fn hop_info(
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     info.keep_alive = true;
                 } else {
-                    named.push((from, to));
+                    names_listed = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            continue;
+        }
+        if name == header::TRANSFER_ENCODING {
             let last = items(head, start, end).last();
             info.chunked_last = Some(
                 last.is_some_and(|(from, to)| head[from..to].eq_ignore_ascii_case(b"chunked")),
             );
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            for (from, to) in items(head, start, end) {
-                let digits = &head[from..to];
-                if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit)
-                {
-                    return Err(ExchangeError::Invalid("content-length"));
+            continue;
+        }
+        if name == header::CONTENT_LENGTH {
+            content_length(head, start, end, &mut info.length)?;
+        } else if name == header::EXPECT {
+            info.expect = true;
+        } else if name == header::UPGRADE {
+            info.upgrade = true;
+            continue;
+        } else if headers::is_hop_by_hop_name(&name) {
+            continue;
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+            .map_err(|_| ExchangeError::Invalid("header value"))?;
+        headers.append(name, value);
+    }
+    if names_listed {
+        // Rare: a `Connection` line names headers of this hop.
+        for span in spans {
+            if !head[span.name.0..span.name.1].eq_ignore_ascii_case(b"connection") {
+                continue;
+            }
+            for (from, to) in items(head, span.value.0, span.value.1) {
+                if let Ok(listed) = HeaderName::from_bytes(&head[from..to]) {
+                    headers.remove(listed);
                 }
-                let n = digits
-                    .iter()
-                    .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-                if info.length.is_some_and(|seen| seen != n) {
-                    return Err(ExchangeError::Invalid("conflicting content-length"));
-                }
-                info.length = Some(n);
             }
         }
     }
-    Ok(info)
+    Ok((headers, info))
 }
 
 /// The comma-separated items of the value at `start..end`, trimmed of spaces
@@ -626,35 +670,6 @@ fn items(head: &[u8], start: usize, end: usize) -> impl Iterator<Item = (usize, 
         }
         None
     })
-}
-
-/// The header map of a parsed head, without its hop-by-hop headers (those of
-/// RFC 9110 section 7.6.1 and those its `Connection` lines name); values
-/// share the head's bytes. The map has room for `room` more headers without
-/// growing: a growth moves and rehashes every entry.
-pub(super) fn header_map(
-    head: &Bytes,
-    spans: &[HeaderSpan],
-    named: &[(usize, usize)],
-    room: usize,
-) -> Result<HeaderMap, ExchangeError> {
-    let mut headers = HeaderMap::with_capacity(spans.len() + room);
-    for span in spans {
-        let name = &head[span.name.0..span.name.1];
-        if headers::is_hop_by_hop(name)
-            || named
-                .iter()
-                .any(|&(from, to)| head[from..to].eq_ignore_ascii_case(name))
-        {
-            continue;
-        }
-        let name =
-            HeaderName::from_bytes(name).map_err(|_| ExchangeError::Invalid("header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
-            .map_err(|_| ExchangeError::Invalid("header value"))?;
-        headers.append(name, value);
-    }
-    Ok(headers)
 }
 
 /// How the body of an answer to `method` is delimited (RFC 9112 section 6.3),
@@ -721,16 +736,12 @@ mod tests {
 
     /// Parses a whole head: its header map and what it says of framing.
     fn parsed(text: &str) -> (HeaderMap, HopInfo) {
-        let (mut spans, mut named) = (Vec::new(), Vec::new());
+        let mut spans = Vec::new();
         let (len, _, _) = parse_head(text.as_bytes(), &mut spans)
             .expect("valid")
             .expect("complete");
         let head = Bytes::copy_from_slice(&text.as_bytes()[..len]);
-        let info = hop_info(&head, &spans, &mut named).expect("valid framing");
-        (
-            header_map(&head, &spans, &named, 0).expect("valid headers"),
-            info,
-        )
+        header_fields(&head, &spans, 0).expect("valid head")
     }
 
     #[test]
@@ -795,12 +806,13 @@ mod tests {
         assert!(matches!(f, Framing::Length(7)));
         for bad in ["3, 4", "+3", "3 4", "99999999999999999999"] {
             let text = format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n");
-            let (mut spans, mut named) = (Vec::new(), Vec::new());
+            let mut spans = Vec::new();
             let (len, _, _) = parse_head(text.as_bytes(), &mut spans)
                 .expect("valid")
                 .expect("complete");
+            let head = Bytes::copy_from_slice(&text.as_bytes()[..len]);
             assert!(
-                hop_info(&text.as_bytes()[..len], &spans, &mut named).is_err(),
+                header_fields(&head, &spans, 0).is_err(),
                 "content-length {bad:?} is refused"
             );
         }

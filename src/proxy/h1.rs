@@ -46,7 +46,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::body::{ClientBody, ResponseBody};
 use super::exchange::{
-    header_map, hop_info, poll_read_scratch, push_decimal, HeaderSpan, MAX_HEADERS,
+    content_length, header_fields, poll_read_scratch, push_decimal, HeaderSpan, MAX_HEADERS,
 };
 use super::forward::{Downstream, Proxy};
 
@@ -559,7 +559,7 @@ fn next_request(read: &mut BytesMut, max_head_bytes: usize) -> Next {
         return Next::NeedMore;
     }
     SPANS.with(|spans| {
-        let (spans, named) = &mut *spans.borrow_mut();
+        let spans = &mut *spans.borrow_mut();
         let parsed = match parse_request_head(read, spans) {
             Ok(Some(parsed)) => parsed,
             Ok(None) if read.len() < max_head_bytes => return Next::NeedMore,
@@ -568,16 +568,26 @@ fn next_request(read: &mut BytesMut, max_head_bytes: usize) -> Next {
         if parsed.len > max_head_bytes {
             return Next::HandOver;
         }
-        let head_bytes = &read[..parsed.len];
-        let Ok(info) = hop_info(head_bytes, spans, named) else {
-            return Next::HandOver;
-        };
-        let body_len = info.length.unwrap_or(0);
-        let foreign = spans.iter().any(|span| {
-            let name = &head_bytes[span.name.0..span.name.1];
-            name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"upgrade")
-        });
-        if foreign || info.chunked_last.is_some() || body_len > WHOLE_BODY_BYTES {
+        // Before waiting for a body: its length, and the headers that make
+        // the request hyper's (a client sending `Expect` waits for hyper's
+        // `100 Continue` before its body). The rest are read once, as the map
+        // is built.
+        let mut declared = None;
+        for span in spans.iter() {
+            let name = &read[span.name.0..span.name.1];
+            if name.eq_ignore_ascii_case(b"content-length") {
+                if content_length(read, span.value.0, span.value.1, &mut declared).is_err() {
+                    return Next::HandOver;
+                }
+            } else if name.eq_ignore_ascii_case(b"expect")
+                || name.eq_ignore_ascii_case(b"transfer-encoding")
+                || name.eq_ignore_ascii_case(b"upgrade")
+            {
+                return Next::HandOver;
+            }
+        }
+        let body_len = declared.unwrap_or(0);
+        if body_len > WHOLE_BODY_BYTES {
             return Next::HandOver;
         }
         let body_len = body_len as usize;
@@ -588,9 +598,11 @@ fn next_request(read: &mut BytesMut, max_head_bytes: usize) -> Next {
         let head = read.split_to(parsed.len).freeze();
         let built = Uri::from_maybe_shared(head.slice(parsed.target.0..parsed.target.1))
             .ok()
-            .zip(header_map(&head, spans, named, REQUEST_ROOM).ok());
-        let Some((uri, headers)) = built else {
-            // Put the head back for hyper, which answers it with a 400.
+            .zip(header_fields(&head, spans, REQUEST_ROOM).ok())
+            .filter(|(_, (_, info))| !(info.expect || info.upgrade || info.chunked_last.is_some()));
+        let Some((uri, (headers, info))) = built else {
+            // Put the head back for hyper, which serves it or answers it
+            // with a 400.
             let mut all = BytesMut::with_capacity(head.len() + read.len());
             all.extend_from_slice(&head);
             all.extend_from_slice(read);
@@ -612,12 +624,9 @@ fn next_request(read: &mut BytesMut, max_head_bytes: usize) -> Next {
 }
 
 thread_local! {
-    /// Where the header lines of the head being parsed lie, and the names its
-    /// `Connection` lines list: parsing never waits, so one set serves every
-    /// connection of the thread.
-    #[allow(clippy::type_complexity)]
-    static SPANS: RefCell<(Vec<HeaderSpan>, Vec<(usize, usize)>)> =
-        RefCell::new((Vec::with_capacity(32), Vec::new()));
+    /// Where the header lines of the head being parsed lie: parsing never
+    /// waits, so one list serves every connection of the thread.
+    static SPANS: RefCell<Vec<HeaderSpan>> = RefCell::new(Vec::with_capacity(32));
 }
 
 /// A request head parsed at the start of a buffer.

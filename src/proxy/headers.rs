@@ -36,6 +36,11 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         .any(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(name))
 }
 
+/// Whether a parsed header name is one of the fixed hop-by-hop headers.
+pub fn is_hop_by_hop_name(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 ///
 /// One pass over the names present finds which are there, and only those are
