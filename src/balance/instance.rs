@@ -128,8 +128,8 @@ pub struct InstanceState {
 
 /// Told when a request to an instance ends, after the instance's counters are updated.
 pub trait FinishObserver: Send + Sync {
-    /// The request ended with `outcome`.
-    fn finished(&self, instance: &Instance, outcome: Outcome);
+    /// The request ended with `outcome`, at `now_ns` (`clock::now_ns`).
+    fn finished(&self, instance: &Instance, outcome: Outcome, now_ns: u64);
 }
 
 impl Instance {
@@ -279,7 +279,7 @@ impl Instance {
         f64::from_bits(self.state.ewma_ns.load(Ordering::Relaxed))
     }
 
-    fn finish(&self, latency: Duration, outcome: Outcome, status: u16) {
+    fn finish(&self, latency: Duration, now_ns: u64, outcome: Outcome, status: u16) {
         let s = &self.state;
         // SeqCst pairs with the drain's flag store and count load: one side sees the other.
         let in_flight = s.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
@@ -290,7 +290,7 @@ impl Instance {
         }
         s.requests.fetch_add(1, Ordering::Relaxed);
         s.latency.record(latency);
-        self.observe_latency(latency);
+        self.observe_latency(latency, now_ns);
         if status != 0 {
             self.metrics.response(status);
         }
@@ -308,9 +308,8 @@ impl Instance {
     ///
     /// Concurrent updates may lose one sample to another; the estimate stays a
     /// weighted average either way, which is all the balancer needs.
-    fn observe_latency(&self, latency: Duration) {
+    fn observe_latency(&self, latency: Duration, now: u64) {
         const DECAY_NS: f64 = 10e9;
-        let now = clock::now_ns();
         let sample = latency.as_nanos() as f64;
         let last = self.state.last_sample_ns.swap(now, Ordering::Relaxed);
         let prev = self.ewma_ns();
@@ -397,10 +396,18 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.instance
-            .finish(self.started.elapsed(), self.outcome, self.status);
+        // One reading of the clock serves the latency, its decay and the
+        // breaker: each reading costs about as much as the arithmetic.
+        let now = Instant::now();
+        let now_ns = clock::instant_ns(now);
+        self.instance.finish(
+            now.saturating_duration_since(self.started),
+            now_ns,
+            self.outcome,
+            self.status,
+        );
         if let Some(observer) = self.observer.take() {
-            observer.finished(&self.instance, self.outcome);
+            observer.finished(&self.instance, self.outcome, now_ns);
         }
     }
 }

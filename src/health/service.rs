@@ -7,7 +7,6 @@ use std::sync::Arc;
 use super::budget::RetryBudget;
 use super::{outlier, report};
 use crate::balance::{FinishObserver, Instance, Outcome};
-use crate::clock;
 use crate::config::ResilienceConfig;
 use crate::registry::Service;
 
@@ -55,12 +54,18 @@ pub fn admit(service: &Arc<Service>) -> Option<Admission> {
     (before < cap).then_some(admission)
 }
 
-/// Asks an instance's breaker to let one request through, reporting a transition.
-pub fn breaker_admits(instance: &Instance, cfg: &ResilienceConfig, enabled: bool) -> bool {
+/// Asks an instance's breaker to let one request through at `now`
+/// (`clock::now_ns`), reporting a transition.
+pub fn breaker_admits(
+    instance: &Instance,
+    cfg: &ResilienceConfig,
+    enabled: bool,
+    now: u64,
+) -> bool {
     if !enabled {
         return true;
     }
-    let (admitted, transition) = instance.state.health.breaker.admit(clock::now_ns(), cfg);
+    let (admitted, transition) = instance.state.health.breaker.admit(now, cfg);
     if let Some(to) = transition {
         report::breaker(instance, to);
     }
@@ -68,13 +73,12 @@ pub fn breaker_admits(instance: &Instance, cfg: &ResilienceConfig, enabled: bool
 }
 
 impl FinishObserver for Service {
-    fn finished(&self, instance: &Instance, outcome: Outcome) {
+    fn finished(&self, instance: &Instance, outcome: Outcome, now: u64) {
         if outcome == Outcome::Cancelled {
             return;
         }
         let failed = outcome.error_class().is_some();
         let cfg = &self.config.resilience;
-        let now = clock::now_ns();
         if self.config.balancer.circuit_breaker_enabled {
             if let Some(to) = instance.state.health.breaker.record(now, cfg, failed) {
                 report::breaker(instance, to);

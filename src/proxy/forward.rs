@@ -103,8 +103,11 @@ impl Proxy {
         self.check_body_size(&req)?;
         let admission =
             health::service::admit(service).ok_or_else(|| overloaded(service, "max_in_flight"))?;
+        // One reading of the clock for the retry budget and the first pick's
+        // breakers: a reading costs about what those two checks do.
+        let now = clock::now_ns();
         if service.config.balancer.max_retries > 0 {
-            service.health.budget.deposit(clock::now_ns());
+            service.health.budget.deposit(now);
         }
 
         let key = RequestKey {
@@ -120,7 +123,7 @@ impl Proxy {
         )
         .await?;
         rewrite_head(&mut parts, downstream)?;
-        let mut response = self.tries(service, &key, parts, &mut body).await?;
+        let mut response = self.tries(service, &key, parts, &mut body, now).await?;
         if let ResponseBody::Upstream {
             admission: slot, ..
         } = response.body_mut()
@@ -138,11 +141,12 @@ impl Proxy {
         key: &RequestKey,
         parts: http::request::Parts,
         body: &mut TryBody,
+        now: u64,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let max_tries = (1 + service.config.balancer.max_retries as usize).min(retry::MAX_TRIES);
         let idempotent = retry::idempotent(&parts.method);
         let mut tried = Tried::default();
-        let mut next = pick(service, key, &parts.headers, &tried)?;
+        let mut next = pick(service, key, &parts.headers, &tried, now)?;
         let mut parts = Some(parts);
         loop {
             let Pick {
@@ -197,7 +201,7 @@ impl Proxy {
                 .as_ref()
                 .expect("the head is kept until the last try")
                 .headers;
-            next = match pick(service, key, head, &tried) {
+            next = match pick(service, key, head, &tried, clock::now_ns()) {
                 Ok(pick) if withdraw_retry(service) => pick,
                 _ => return result.map(|response| with_cookie(response, set_cookie)),
             };
@@ -369,7 +373,8 @@ fn upstream_request(mut parts: http::request::Parts, body: RequestBody) -> Reque
     Request::from_parts(parts, body)
 }
 
-/// Picks an instance for one try: one not tried yet whose breaker admits it.
+/// Picks an instance for one try: one not tried yet whose breaker admits it
+/// at `now` (`clock::now_ns`).
 ///
 /// The balancer is asked first; if it keeps offering tried or refused
 /// instances (a hash, a sticky session), the table is scanned in order. The
@@ -380,11 +385,12 @@ fn pick(
     key: &RequestKey,
     headers: &http::HeaderMap,
     tried: &Tried,
+    now: u64,
 ) -> Result<Pick, ProxyError> {
     let table = service.table.load();
     let breaker = service.config.balancer.circuit_breaker_enabled;
     let cfg = &service.config.resilience;
-    let usable = |i: &Instance| !tried.contains(i) && breaker_admits(i, cfg, breaker);
+    let usable = |i: &Instance| !tried.contains(i) && breaker_admits(i, cfg, breaker, now);
     match service.balancer.pick_request(&table, key, headers) {
         Some(pick) if usable(&pick.instance) => return Ok(pick),
         Some(_) => {}
