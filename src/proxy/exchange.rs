@@ -28,8 +28,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, response, Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
+use super::deadline::LazyDeadline;
 use super::headers;
 
 /// Header lines an answer may carry, as in hyper.
@@ -115,10 +116,10 @@ pub struct Connection {
     /// Where the header lines of the answer being parsed lie in `read`.
     spans: Vec<HeaderSpan>,
     /// The deadline of the exchange under way, kept from one exchange to the
-    /// next: moving a registered timer later is one atomic operation, where a
-    /// new timer per request costs an insertion into tokio's timer wheel and
-    /// a removal, each under its lock.
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// next: a new timer per request would cost an insertion into tokio's
+    /// timer wheel and a removal, each under its lock, and a moved one only
+    /// touches the timer when it moves earlier.
+    deadline: Option<LazyDeadline>,
 }
 
 /// Where one header line's name and value lie in a head being parsed.
@@ -201,10 +202,10 @@ impl Connection {
     ) -> Result<Answer, ExchangeError> {
         let mut timer = match self.deadline.take() {
             Some(mut timer) => {
-                timer.as_mut().reset(deadline);
+                timer.set(deadline);
                 timer
             }
-            None => Box::pin(tokio::time::sleep_until(deadline)),
+            None => LazyDeadline::new(deadline),
         };
         let answer = {
             let exchange = self.exchange(parts, body);
@@ -213,7 +214,7 @@ impl Connection {
                 if let Poll::Ready(answer) = exchange.as_mut().poll(cx) {
                     return Poll::Ready(answer);
                 }
-                ready!(timer.as_mut().poll(cx));
+                ready!(timer.poll_expired(cx));
                 Poll::Ready(Err(ExchangeError::TimedOut))
             })
             .await

@@ -23,8 +23,8 @@
 //! buffer of the thread and only the bytes of a request are copied out, and
 //! an answer is written from a buffer the thread lends for the time it takes.
 //! The idle deadline (`timeouts.idle`, which also bounds a new connection's
-//! wait for its first byte) is one timer per connection that is only moved
-//! when it fires early.
+//! wait for its first byte) is a [`LazyDeadline`]: one timer per connection,
+//! re-armed only when it fires early.
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -41,9 +41,10 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::body::{ClientBody, ResponseBody};
+use super::deadline::LazyDeadline;
 use super::exchange::{
     content_length, header_fields, poll_read_scratch, push_decimal, HeaderSpan, MAX_HEADERS,
 };
@@ -91,9 +92,14 @@ pub struct ClientConnection<S> {
     /// Bytes read and not served yet: empty between requests.
     read: BytesMut,
     settings: Settings,
-    idle: IdleDeadline,
-    /// Resolves once the proxy begins to shut down.
+    /// When the wait for the next request head ends (`settings.idle` after
+    /// the last answer, or after the accept).
+    idle: LazyDeadline,
+    /// Resolves once the proxy begins to shut down. Polled once, which
+    /// registers the connection's task to be woken then; after that
+    /// `shutdown` is read instead, which costs an atomic load.
     stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+    stop_registered: bool,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -140,10 +146,11 @@ where
             stream,
             read: BytesMut::new(),
             settings,
-            idle: IdleDeadline::new(settings.idle),
+            idle: LazyDeadline::new(Instant::now() + settings.idle),
             stop: Box::pin(async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             }),
+            stop_registered: false,
             shutdown,
         }
     }
@@ -187,9 +194,9 @@ where
                 return Served::Closed;
             };
 
-            let keep_alive = asked.keep_alive && !*self.shutdown.borrow();
+            let keep_alive = asked.keep_alive && !self.stopping();
             match self.write_response(response, asked.head, keep_alive).await {
-                Ok(true) => self.idle.restart(),
+                Ok(true) => self.idle.set(Instant::now() + self.settings.idle),
                 Ok(false) => {
                     self.close().await;
                     return Served::Closed;
@@ -203,24 +210,35 @@ where
     /// proxy shuts down first.
     async fn wait_for_bytes(&mut self) -> Wait {
         poll_fn(|cx| {
-            let Self {
-                stream,
-                read,
-                idle,
-                stop,
-                ..
-            } = self;
+            let Self { stream, read, .. } = self;
             match poll_read_scratch(Pin::new(stream), cx, |bytes| append(read, bytes)) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wait::Close),
                 Poll::Ready(Ok(_)) => return Poll::Ready(Wait::Bytes),
                 Poll::Pending => {}
             }
-            if stop.as_mut().poll(cx).is_ready() || idle.poll_expired(cx).is_ready() {
+            let stopped = if self.stop_registered {
+                self.stopping()
+            } else {
+                self.stop_registered = true;
+                self.stop.as_mut().poll(cx).is_ready()
+            };
+            if stopped || self.idle.poll_expired(cx).is_ready() {
                 return Poll::Ready(Wait::Close);
             }
             Poll::Pending
         })
         .await
+    }
+
+    /// Whether the proxy is shutting down (or its shutdown signal is gone).
+    /// The signal only ever changes to `true`, so a receiver that has seen
+    /// no change has nothing to read.
+    fn stopping(&self) -> bool {
+        match self.shutdown.has_changed() {
+            Ok(false) => false,
+            Ok(true) => *self.shutdown.borrow(),
+            Err(_) => true,
+        }
     }
 
     /// Whether the client has closed its side (or its connection failed)
@@ -505,48 +523,6 @@ impl Drop for Lent {
             let mut buf = std::mem::take(&mut self.buf);
             buf.clear();
             SPARE.with(|spare| spare.set(buf));
-        }
-    }
-}
-
-/// The idle deadline of a connection, kept in one timer that is set again
-/// only when it fires before the current deadline.
-///
-/// Every request moves the deadline, and moving a registered tokio timer on
-/// each costs a visit to the timer wheel under its lock; here a request only
-/// reads the clock, and the timer, armed for an earlier deadline, re-arms
-/// itself when it fires.
-struct IdleDeadline {
-    timer: Pin<Box<Sleep>>,
-    deadline: Instant,
-    window: Duration,
-}
-
-impl IdleDeadline {
-    fn new(window: Duration) -> Self {
-        let deadline = Instant::now() + window;
-        Self {
-            timer: Box::pin(tokio::time::sleep_until(deadline)),
-            deadline,
-            window,
-        }
-    }
-
-    /// Starts a new wait for a request head.
-    fn restart(&mut self) {
-        self.deadline = Instant::now() + self.window;
-    }
-
-    /// Ready once the current deadline has passed.
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            if Instant::now() >= self.deadline {
-                return Poll::Ready(());
-            }
-            self.timer.as_mut().reset(self.deadline);
         }
     }
 }

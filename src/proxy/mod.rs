@@ -5,9 +5,11 @@
 //! `upstream` client or a direct `exchange`, timeouts) → `body` (streamed back with its in-flight
 //! guard). Failures become short plain-text responses via `error`; `tls`
 //! terminates HTTPS on the listeners when configured; `workers` runs one
-//! current-thread runtime per worker when there are several.
+//! current-thread runtime per worker when there are several; `deadline` keeps a
+//! connection's often-moved deadline in one rarely re-armed timer.
 
 pub mod body;
+pub mod deadline;
 pub mod error;
 pub mod exchange;
 pub mod forward;
