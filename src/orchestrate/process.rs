@@ -14,7 +14,9 @@
 // TODO: a tidegate killed with SIGKILL leaves its children running; a
 // parent-death signal needs `prctl`, which this crate's `forbid(unsafe_code)`
 // rules out, so operators should run tidegate under a supervisor that kills
-// its cgroup.
+// its cgroup. A second shutdown signal leaves them too: the CLI then exits at
+// once, running no destructors; it would need a handle here to kill the
+// process groups first.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
