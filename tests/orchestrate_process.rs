@@ -299,13 +299,34 @@ fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
-#[tokio::test]
-async fn no_instance_process_outlives_the_tidegate_binary() {
+/// Waits a little for every process of `tree` to be gone; fails with `what`
+/// and the ones still running otherwise.
+async fn until_all_gone(tree: &[u32], what: &str) {
+    let gone = support::eventually(Duration::from_secs(5), || {
+        tree.iter().all(|pid| !alive(*pid))
+    })
+    .await;
+    let left: Vec<u32> = tree.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(gone, "{what}: {left:?} still run");
+}
+
+/// `tidegate serve` with one process-orchestrated service of `instances`
+/// instances running `command` (`{demo}` is the demo backend), proxying on
+/// `proxy`; returns once it is ready and every instance's `sleep <marker>`
+/// runs under it, with the binary and the processes it started.
+async fn serve_instances(
+    proxy: &str,
+    command: &str,
+    instances: usize,
+    stop_grace: &str,
+    marker: &str,
+) -> (tokio::process::Child, tempfile::TempDir, Vec<u32>) {
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let command = command.replace("{demo}", &demo(""));
     let config = format!(
         r#"
         [proxy]
-        listen = ["127.0.0.1:0"]
+        listen = ["{proxy}"]
         [admin]
         listen = "{admin}"
         [scaler]
@@ -313,34 +334,40 @@ async fn no_instance_process_outlives_the_tidegate_binary() {
         [services.app]
         routes = [{{ path_prefix = "/" }}]
         [services.app.scaling]
-        min_instances = 2
-        max_instances = 2
+        min_instances = {instances}
+        max_instances = {instances}
         [services.app.orchestrator]
         kind = "process"
-        command = 'sleep 4301 & exec {}'
+        command = '{command}'
         port_range = "0-0"
         start_timeout = "20s"
-        stop_grace = "2s"
-        "#,
-        demo("")
+        stop_grace = "{stop_grace}"
+        "#
     );
-    let (mut tidegate, _dir) = support::serve_binary(&config);
+    let (tidegate, dir) = support::serve_binary(&config);
     let pid = tidegate.id().expect("tidegate is running");
     assert!(
         support::until_ready(admin, Duration::from_secs(30)).await,
         "tidegate serve becomes ready"
     );
-    // Two instances, each a demo backend and the sleep it forked.
     let started = support::eventually(Duration::from_secs(20), || {
-        running_with_args(&["sleep", "4301"])
+        running_with_args(&["sleep", marker])
             .iter()
             .filter(|p| descendants(pid).contains(p))
             .count()
-            == 2
+            == instances
     })
     .await;
-    assert!(started, "both instances run under tidegate");
-    let tree = descendants(pid);
+    assert!(started, "every instance runs under tidegate");
+    (tidegate, dir, descendants(pid))
+}
+
+#[tokio::test]
+async fn no_instance_process_outlives_the_tidegate_binary() {
+    let (mut tidegate, _dir, tree) =
+        serve_instances("127.0.0.1:0", "sleep 4301 & exec {demo}", 2, "2s", "4301").await;
+    let pid = tidegate.id().expect("tidegate is running");
+    // Two instances, each a demo backend and the sleep it forked.
     assert!(
         tree.len() >= 4,
         "shells exec'd into servers, plus forks: {tree:?}"
@@ -354,13 +381,61 @@ async fn no_instance_process_outlives_the_tidegate_binary() {
         .expect("its status is read");
     assert!(status.success(), "an orderly exit: {status}");
 
-    let gone = support::eventually(Duration::from_secs(5), || {
-        tree.iter().all(|pid| !alive(*pid))
-    })
+    until_all_gone(
+        &tree,
+        "every process tidegate started is gone, forks included",
+    )
     .await;
-    let left: Vec<u32> = tree.iter().copied().filter(|p| alive(*p)).collect();
-    assert!(
-        gone,
-        "every process tidegate started is gone, forks included: {left:?} still run"
+}
+
+#[tokio::test]
+async fn a_second_shutdown_signal_kills_the_instances_it_does_not_wait_for() {
+    let proxy = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    // Instances that ignore SIGTERM, with a minute before SIGKILL: the first
+    // signal's orderly stop is still waiting on them when the second comes.
+    let (mut tidegate, _dir, tree) = serve_instances(
+        &proxy.to_string(),
+        r#"trap "" TERM; sleep 4302 & exec {demo}"#,
+        1,
+        "60s",
+        "4302",
+    )
+    .await;
+    let pid = tidegate.id().expect("tidegate is running");
+
+    let signal = || {
+        nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM)
+            .expect("tidegate is signalled")
+    };
+    signal();
+    // The first signal has been taken once the proxy stops accepting;
+    // signals sent before that would count as one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::net::TcpStream::connect(proxy).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy stops accepting after the first signal"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal();
+    let status = tokio::time::timeout(Duration::from_secs(30), tidegate.wait())
+        .await
+        .expect("tidegate exits at the second signal")
+        .expect("its status is read");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "an exit without the drain: {status}"
     );
+
+    until_all_gone(
+        &tree,
+        "the instances die with tidegate even though they ignore SIGTERM",
+    )
+    .await;
 }

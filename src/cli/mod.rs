@@ -157,9 +157,15 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
         };
         signals.recv().await;
         info!("shutdown signal received, draining; a second signal exits at once");
+        let orchestrators = running.control.orchestrators.clone();
         tokio::spawn(async move {
             signals.recv().await;
             warn!("second shutdown signal, exiting now");
+            // Exiting runs no destructors: the instances tidegate started
+            // would outlive it.
+            for orchestrator in &orchestrators {
+                orchestrator.abandon();
+            }
             std::process::exit(1);
         });
         running.shutdown().await;

@@ -100,6 +100,10 @@ pub trait Orchestrator: Send + Sync {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+
+    /// Kills at once everything it started, without waiting: tidegate is
+    /// exiting without a drain (a second shutdown signal).
+    fn abandon(&self) {}
 }
 
 /// The orchestrator a service's config names.

@@ -10,13 +10,13 @@
 //! replacement and records the event.
 //!
 //! No child outlives tidegate's orderly exit: `shutdown` stops every group,
-//! and dropping the orchestrator kills whatever is left.
+//! and dropping the orchestrator kills whatever is left; `abandon`, for an
+//! exit without a drain, kills every group at once.
 // TODO: a tidegate killed with SIGKILL leaves its children running; a
 // parent-death signal needs `prctl`, which this crate's `forbid(unsafe_code)`
 // rules out, so operators should run tidegate under a supervisor that kills
-// its cgroup. A second shutdown signal leaves them too: the CLI then exits at
-// once, running no destructors; it would need a handle here to kill the
-// process groups first.
+// its cgroup. (A second shutdown signal exits at once too, but the CLI
+// first has every orchestrator abandon its children.)
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -141,6 +141,13 @@ impl Orchestrator for ProcessOrchestrator {
             let stops = ids.iter().map(|id| self.inner.stop(id));
             futures_util::future::join_all(stops).await;
         })
+    }
+
+    fn abandon(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        for group in self.inner.groups() {
+            kill_group(group, Signal::SIGKILL);
+        }
     }
 }
 
