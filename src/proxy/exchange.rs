@@ -6,8 +6,9 @@
 //! another task. When the request's body is already in memory (empty, or
 //! buffered for retries: nearly every request) none of that is needed. The
 //! request's task writes head and body (in one write when the body is small)
-//! and reads the answer's head by the try's deadline; the response body then reads the rest straight from the socket each
-//! time the client's connection asks for more. Streamed uploads, whose body
+//! and reads the answer's head by the try's deadline; the response body then
+//! reads the rest straight from the socket each time the client's connection
+//! asks for more. Streamed uploads, whose body
 //! must flow while the answer may already be arriving, still go through
 //! hyper's client (`upstream`).
 //!
@@ -463,10 +464,7 @@ fn encode_request(out: &mut Vec<u8>, parts: &request::Parts, body: &Bytes) {
             declared = true;
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name, value.as_bytes());
     }
     let body_expected = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
     if declared || body_expected || !body.is_empty() {
@@ -474,6 +472,14 @@ fn encode_request(out: &mut Vec<u8>, parts: &request::Parts, body: &Bytes) {
         push_decimal(out, body.len() as u64);
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one header line.
+pub(super) fn push_field(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -549,10 +555,6 @@ pub(super) struct HopInfo {
     pub(super) chunked_last: Option<bool>,
     /// `Content-Length`, every line and list item agreeing.
     pub(super) length: Option<u64>,
-    /// An `Upgrade` line.
-    pub(super) upgrade: bool,
-    /// An `Expect` line.
-    pub(super) expect: bool,
 }
 
 /// Reads the `Content-Length` value at `start..end` into `length`: every
@@ -619,11 +621,6 @@ pub(super) fn header_fields(
         }
         if name == header::CONTENT_LENGTH {
             content_length(head, start, end, &mut info.length)?;
-        } else if name == header::EXPECT {
-            info.expect = true;
-        } else if name == header::UPGRADE {
-            info.upgrade = true;
-            continue;
         } else if headers::is_hop_by_hop_name(&name) {
             continue;
         }

@@ -36,7 +36,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderName};
+use http::header;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -46,7 +46,8 @@ use tokio::time::Instant;
 use super::body::{ClientBody, ResponseBody};
 use super::deadline::LazyDeadline;
 use super::exchange::{
-    content_length, header_fields, poll_read_scratch, push_decimal, HeaderSpan, MAX_HEADERS,
+    content_length, header_fields, poll_read_scratch, push_decimal, push_field, HeaderSpan,
+    MAX_HEADERS,
 };
 use super::forward::{Downstream, Proxy};
 
@@ -454,13 +455,6 @@ fn end_head(buf: &mut Vec<u8>, fields: Fields, framing: Framing, keep_alive: boo
     buf.extend_from_slice(b"\r\n");
 }
 
-fn push_field(buf: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
-    buf.extend_from_slice(name.as_str().as_bytes());
-    buf.extend_from_slice(b": ");
-    buf.extend_from_slice(value);
-    buf.extend_from_slice(b"\r\n");
-}
-
 fn push_chunk_size(buf: &mut Vec<u8>, len: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1);
@@ -546,7 +540,7 @@ fn next_request(read: &mut BytesMut, max_head_bytes: usize) -> Next {
         // Before waiting for a body: its length, and the headers that make
         // the request hyper's (a client sending `Expect` waits for hyper's
         // `100 Continue` before its body). The rest are read once, as the map
-        // is built.
+        // is built; only `Connection` and `Content-Length` matter there.
         let mut declared = None;
         for span in spans.iter() {
             let name = &read[span.name.0..span.name.1];
@@ -573,11 +567,10 @@ fn next_request(read: &mut BytesMut, max_head_bytes: usize) -> Next {
         let head = read.split_to(parsed.len).freeze();
         let built = Uri::from_maybe_shared(head.slice(parsed.target.0..parsed.target.1))
             .ok()
-            .zip(header_fields(&head, spans, REQUEST_ROOM).ok())
-            .filter(|(_, (_, info))| !(info.expect || info.upgrade || info.chunked_last.is_some()));
+            .zip(header_fields(&head, spans, REQUEST_ROOM).ok());
         let Some((uri, (headers, info))) = built else {
-            // Put the head back for hyper, which serves it or answers it
-            // with a 400.
+            // A target or a header line that does not parse: put the head
+            // back for hyper, which answers it with a 400.
             let mut all = BytesMut::with_capacity(head.len() + read.len());
             all.extend_from_slice(&head);
             all.extend_from_slice(read);
