@@ -252,3 +252,65 @@ async fn local_error_responses_carry_a_request_id_too() {
     assert!(headers.contains_key("x-request-id"));
     assert_eq!(headers["x-tidegate-reason"], "no_route");
 }
+
+/// An origin whose answer carries hop-by-hop lines without naming them in
+/// `Connection`, a request id of its own and a `Via` of its own: the answer
+/// a proxy passes on line by line as the instance wrote it.
+async fn plain_hop_origin() -> Origin {
+    support::origin(|_req| async move {
+        let mut response: OriginResponse = support::text(StatusCode::OK, "ok".to_owned());
+        let h = response.headers_mut();
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("proxy-connection", "keep-alive".parse().unwrap());
+        h.insert("x-request-id", "the-origins-own".parse().unwrap());
+        h.insert("via", "1.1 inner".parse().unwrap());
+        h.insert("x-end-to-end", "kept".parse().unwrap());
+        response
+    })
+    .await
+}
+
+/// Checks what any client must see of [`plain_hop_origin`]'s answer.
+fn check_passed_on(headers: &HeaderMap, client: &str) {
+    for name in ["keep-alive", "proxy-connection"] {
+        assert!(
+            !headers.contains_key(name),
+            "{client}: the origin's hop-by-hop {name} must not reach the client"
+        );
+    }
+    let ids: Vec<_> = headers.get_all("x-request-id").iter().collect();
+    assert_eq!(ids.len(), 1, "{client}: one request id, the proxy's");
+    assert_ne!(ids[0], "the-origins-own", "{client}: the proxy's id wins");
+    let via: Vec<_> = headers
+        .get_all("via")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(via.len(), 2, "{client}: both hops are named: {via:?}");
+    assert_eq!(via[0], "1.1 inner", "{client}: the inner hop comes first");
+    assert!(via[1].ends_with("tidegate"), "{client}: then this one");
+    assert_eq!(headers["x-end-to-end"], "kept", "{client}");
+}
+
+#[tokio::test]
+async fn answers_passed_on_as_written_lose_their_hop_by_hop_lines() {
+    let origin = plain_hop_origin().await;
+    let tidegate = support::start(support::config_for(&[&origin], "")).await;
+
+    // HTTP/1.1 gets the instance's lines copied; HTTP/2 (served by hyper)
+    // gets them through a header map.
+    let (status, headers, body) = raw_exchange(
+        tidegate.proxy_addr(),
+        "GET / HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "ok"));
+    check_passed_on(&headers, "HTTP/1.1");
+
+    let req = http::Request::get(format!("http://{}/", tidegate.proxy_addr()))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = support::client_with(true).request(req).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    check_passed_on(response.headers(), "HTTP/2");
+}

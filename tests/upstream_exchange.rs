@@ -114,7 +114,11 @@ async fn exchange(
         )
         .await
         .map_err(|e| e.to_string())?;
-    let (head, body) = response.into_parts();
+    let (mut head, mut body) = response.into_parts();
+    // The header lines the instance wrote, in the map like the proxy's own.
+    if let Some(fields) = body.take_fields() {
+        fields.merge_into(&mut head.headers);
+    }
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((head.status, head.headers, body))
 }

@@ -10,11 +10,13 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::error::{BoxError, ProxyError};
+use super::fields::WireFields;
 use super::upstream::{Checkin, DirectBody};
 use crate::balance::{InFlight, Outcome};
 use crate::health::Admission;
@@ -106,6 +108,9 @@ impl Body for RequestBody {
 }
 
 /// A response body on its way to the client.
+// Nearly every response is an instance's: boxing that variant to match the
+// rare local one would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ResponseBody {
     /// An instance's body, with the guard that ends the request when it is done.
@@ -181,6 +186,27 @@ impl ResponseBody {
     /// A short local body.
     pub fn local(text: impl Into<Bytes>) -> Self {
         ResponseBody::Local(Full::new(text.into()))
+    }
+
+    /// Takes the answer's header lines that are still in the form the
+    /// instance wrote them (a direct exchange leaves them so): whoever sends
+    /// the response must write them ahead of the map's, or merge them in.
+    pub fn take_wire_fields(&mut self) -> Option<WireFields> {
+        match self {
+            ResponseBody::Upstream {
+                inner: UpstreamBody::Direct(body),
+                ..
+            } => body.take_fields(),
+            _ => None,
+        }
+    }
+}
+
+/// Puts the wire-form header lines of `response`, if any, into its header
+/// map: for a server (hyper's) that writes only the map.
+pub fn settle_wire_fields(response: &mut Response<ResponseBody>) {
+    if let Some(fields) = response.body_mut().take_wire_fields() {
+        fields.merge_into(response.headers_mut());
     }
 }
 

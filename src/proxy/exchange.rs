@@ -32,6 +32,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::deadline::LazyDeadline;
+use super::fields::{Scanned, WireFields};
 use super::headers;
 
 /// Header lines an answer may carry, as in hyper.
@@ -161,8 +162,11 @@ pub enum Chunked {
 /// An answer's head, and how to read its body.
 #[derive(Debug)]
 pub struct Answer {
-    /// Status, version and headers, as the instance sent them.
+    /// Status and version as the instance sent them; the headers too when
+    /// `fields` is `None`, else only room for those the proxy adds.
     pub head: response::Parts,
+    /// The end-to-end header lines as the instance wrote them.
+    pub fields: Option<WireFields>,
     /// How the body is delimited.
     pub framing: Framing,
     /// Whether the connection may carry another request once the body is read.
@@ -273,7 +277,15 @@ impl Connection {
             }
             let status =
                 StatusCode::from_u16(status).map_err(|_| ExchangeError::Invalid("status code"))?;
-            let (headers, info) = header_fields(&head, &self.spans, ANSWER_ROOM)?;
+            let (headers, fields, info) = match WireFields::scan(&head, &self.spans)? {
+                Scanned::Wire(fields, info) => {
+                    (HeaderMap::with_capacity(ANSWER_ROOM), Some(fields), info)
+                }
+                Scanned::NeedsMap => {
+                    let (headers, info) = header_fields(&head, &self.spans, ANSWER_ROOM)?;
+                    (headers, None, info)
+                }
+            };
             let (framing, framed_keep_alive) = framing(&parts.method, status, &info);
             let keep_alive = framed_keep_alive && persistent(version, &info);
             let (mut answer, ()) = Response::new(()).into_parts();
@@ -282,6 +294,7 @@ impl Connection {
             answer.headers = headers;
             return Ok(Answer {
                 head: answer,
+                fields,
                 framing,
                 keep_alive,
             });
@@ -501,7 +514,7 @@ pub(super) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 /// Parses an answer's head at the start of `buf`: its length, status and
 /// version, with the header lines' places left in `spans`. `None` while the
 /// head is incomplete.
-fn parse_head(
+pub(super) fn parse_head(
     buf: &[u8],
     spans: &mut Vec<HeaderSpan>,
 ) -> Result<Option<(usize, u16, Version)>, ExchangeError> {
@@ -557,6 +570,32 @@ pub(super) struct HopInfo {
     pub(super) length: Option<u64>,
 }
 
+impl HopInfo {
+    /// Reads a `Connection` value at `start..end` of `head`: whether it
+    /// names headers of this hop besides its `close` and `keep-alive` options.
+    pub(super) fn read_connection(&mut self, head: &[u8], start: usize, end: usize) -> bool {
+        let mut names_listed = false;
+        for (from, to) in items(head, start, end) {
+            let token = &head[from..to];
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else {
+                names_listed = true;
+            }
+        }
+        names_listed
+    }
+
+    /// Reads a `Transfer-Encoding` value at `start..end` of `head`.
+    pub(super) fn read_transfer_encoding(&mut self, head: &[u8], start: usize, end: usize) {
+        let last = items(head, start, end).last();
+        self.chunked_last =
+            Some(last.is_some_and(|(from, to)| head[from..to].eq_ignore_ascii_case(b"chunked")));
+    }
+}
+
 /// Reads the `Content-Length` value at `start..end` into `length`: every
 /// list item must be a decimal number agreeing with what was seen before.
 pub(super) fn content_length(
@@ -600,23 +639,11 @@ pub(super) fn header_fields(
             .map_err(|_| ExchangeError::Invalid("header name"))?;
         let (start, end) = span.value;
         if name == header::CONNECTION {
-            for (from, to) in items(head, start, end) {
-                let token = &head[from..to];
-                if token.eq_ignore_ascii_case(b"close") {
-                    info.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    info.keep_alive = true;
-                } else {
-                    names_listed = true;
-                }
-            }
+            names_listed |= info.read_connection(head, start, end);
             continue;
         }
         if name == header::TRANSFER_ENCODING {
-            let last = items(head, start, end).last();
-            info.chunked_last = Some(
-                last.is_some_and(|(from, to)| head[from..to].eq_ignore_ascii_case(b"chunked")),
-            );
+            info.read_transfer_encoding(head, start, end);
             continue;
         }
         if name == header::CONTENT_LENGTH {
@@ -646,7 +673,11 @@ pub(super) fn header_fields(
 
 /// The comma-separated items of the value at `start..end`, trimmed of spaces
 /// and tabs, empty ones skipped, as places in `head`.
-fn items(head: &[u8], start: usize, end: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+pub(super) fn items(
+    head: &[u8],
+    start: usize,
+    end: usize,
+) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut at = start;
     std::iter::from_fn(move || {
         while at < end {

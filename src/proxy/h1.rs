@@ -49,6 +49,7 @@ use super::exchange::{
     content_length, header_fields, poll_read_scratch, push_decimal, push_field, HeaderSpan,
     MAX_HEADERS,
 };
+use super::fields::WireFields;
 use super::forward::{Downstream, Proxy};
 
 /// Request bodies up to this size are read whole with their head; a larger
@@ -272,7 +273,8 @@ where
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
-        let fields = encode_fields(&mut out.buf, &parts);
+        let wire = body.take_wire_fields();
+        let fields = encode_fields(&mut out.buf, &parts, wire.as_ref());
         let framing = if bodiless {
             Framing::None
         } else if fields.length {
@@ -405,9 +407,14 @@ struct Fields {
     date: bool,
 }
 
-/// The answer's status line and its own header lines. The lines it lacks
-/// are noted on the way, which spares a lookup in the map for each.
-fn encode_fields(buf: &mut Vec<u8>, parts: &http::response::Parts) -> Fields {
+/// The answer's status line and its own header lines: those still in the
+/// instance's wire form first, then the map's. The lines it lacks are noted
+/// on the way, which spares a lookup in the map for each.
+fn encode_fields(
+    buf: &mut Vec<u8>,
+    parts: &http::response::Parts,
+    wire: Option<&WireFields>,
+) -> Fields {
     buf.extend_from_slice(b"HTTP/1.1 ");
     buf.extend_from_slice(parts.status.as_str().as_bytes());
     buf.push(b' ');
@@ -423,6 +430,11 @@ fn encode_fields(buf: &mut Vec<u8>, parts: &http::response::Parts) -> Fields {
         length: false,
         date: false,
     };
+    if let Some(wire) = wire {
+        wire.write_to(buf);
+        fields.length = wire.length;
+        fields.date = wire.date;
+    }
     for (name, value) in &parts.headers {
         if name == header::CONTENT_LENGTH {
             fields.length = true;
@@ -816,7 +828,7 @@ mod tests {
             "Thu, 03 Dec 2026 00:00:00 GMT".parse().expect("a date"),
         );
         let mut out = Vec::new();
-        let fields = encode_fields(&mut out, &parts);
+        let fields = encode_fields(&mut out, &parts, None);
         assert!(fields.date && !fields.length);
         end_head(
             &mut out,
@@ -831,7 +843,7 @@ mod tests {
 
         let mut out = Vec::new();
         parts.status = StatusCode::BAD_GATEWAY;
-        let fields = encode_fields(&mut out, &parts);
+        let fields = encode_fields(&mut out, &parts, None);
         end_head(&mut out, fields, Framing::Chunked, false);
         assert_eq!(
             String::from_utf8(out).expect("a head is text"),

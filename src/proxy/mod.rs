@@ -6,12 +6,15 @@
 //! guard). Failures become short plain-text responses via `error`; `tls`
 //! terminates HTTPS on the listeners when configured; `workers` runs one
 //! current-thread runtime per worker when there are several; `deadline` keeps a
-//! connection's often-moved deadline in one rarely re-armed timer.
+//! connection's often-moved deadline in one rarely re-armed timer; `fields`
+//! keeps a direct answer's header lines as the instance wrote them, for the
+//! HTTP/1.1 client side to copy.
 
 pub mod body;
 pub mod deadline;
 pub mod error;
 pub mod exchange;
+pub mod fields;
 pub mod forward;
 pub mod h1;
 pub mod headers;

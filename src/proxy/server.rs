@@ -23,7 +23,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::body::ClientBody;
+use super::body::{settle_wire_fields, ClientBody};
 use super::forward::{Downstream, Proxy};
 use super::h1::{self, ClientConnection, Rewound, Served};
 use super::tls::TlsTerminator;
@@ -283,7 +283,11 @@ async fn serve_with_hyper<S>(
     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let proxy = Arc::clone(&proxy);
         let req = req.map(ClientBody::Streaming);
-        Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, downstream).await) })
+        Box::pin(async move {
+            let mut response = proxy.handle(req, downstream).await;
+            settle_wire_fields(&mut response);
+            Ok::<_, Infallible>(response)
+        })
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);

@@ -41,6 +41,7 @@ use tracing::debug;
 
 use super::body::RequestBody;
 use super::exchange::{Connection, ExchangeError, Framing};
+use super::fields::WireFields;
 use crate::config::Timeouts;
 
 /// Connections kept per instance and thread; past it, the oldest one closes.
@@ -319,6 +320,7 @@ impl UpstreamClient {
             match connection.send(parts, body, deadline).await {
                 Ok(answer) => {
                     let body = DirectBody {
+                        fields: answer.fields,
                         connection: Some(connection),
                         framing: answer.framing,
                         keep_alive: answer.keep_alive,
@@ -486,6 +488,10 @@ fn push_newest<T>(
 /// back to its pool once the body has been read whole and the instance left
 /// it reusable; dropped before that, the connection closes.
 pub struct DirectBody {
+    /// The answer's header lines in the form the instance wrote them, until
+    /// the client's connection takes them; `None` once taken, or when the
+    /// answer's head was read into its header map.
+    fields: Option<WireFields>,
     /// Boxed once per connection, so that the body moves as a pointer.
     connection: Option<Box<Connection>>,
     framing: Framing,
@@ -498,6 +504,11 @@ pub struct DirectBody {
 }
 
 impl DirectBody {
+    /// Takes the header lines still in wire form.
+    pub fn take_fields(&mut self) -> Option<WireFields> {
+        self.fields.take()
+    }
+
     /// Hands the connection back (or closes it) once the body has ended.
     fn finish(&mut self) {
         if let Some(connection) = self.connection.take() {
