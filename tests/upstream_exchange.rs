@@ -108,6 +108,7 @@ async fn exchange(
         .exchange(
             &authority(addr),
             &parts,
+            None,
             &Bytes::from_static(body),
             &waiting,
             deadline(),
@@ -242,6 +243,7 @@ async fn a_malformed_answer_is_an_error_after_connecting() {
         .exchange(
             &authority(origin.addr),
             &parts,
+            None,
             &Bytes::new(),
             &waiting,
             deadline(),
@@ -278,7 +280,14 @@ async fn an_instance_that_never_answers_times_out_and_its_connection_is_dropped(
     let waiting = AtomicU32::new(0);
     let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(200);
     let error = client
-        .exchange(&authority(addr), &parts, &Bytes::new(), &waiting, soon)
+        .exchange(
+            &authority(addr),
+            &parts,
+            None,
+            &Bytes::new(),
+            &waiting,
+            soon,
+        )
         .await
         .expect_err("the origin never answers");
     assert!(error.is_timeout(), "{error}");

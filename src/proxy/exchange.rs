@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use super::deadline::LazyDeadline;
 use super::fields::{Scanned, WireFields};
-use super::headers;
+use super::headers::{self, Forwarding};
 
 /// Header lines an answer may carry, as in hyper.
 pub(super) const MAX_HEADERS: usize = 100;
@@ -202,6 +202,7 @@ impl Connection {
     pub async fn send(
         &mut self,
         parts: &request::Parts,
+        forwarding: Option<&Forwarding>,
         body: &Bytes,
         deadline: Instant,
     ) -> Result<Answer, ExchangeError> {
@@ -213,7 +214,7 @@ impl Connection {
             None => LazyDeadline::new(deadline),
         };
         let answer = {
-            let exchange = self.exchange(parts, body);
+            let exchange = self.exchange(parts, forwarding, body);
             let mut exchange = std::pin::pin!(exchange);
             poll_fn(|cx| {
                 if let Poll::Ready(answer) = exchange.as_mut().poll(cx) {
@@ -231,9 +232,10 @@ impl Connection {
     async fn exchange(
         &mut self,
         parts: &request::Parts,
+        forwarding: Option<&Forwarding>,
         body: &Bytes,
     ) -> Result<Answer, ExchangeError> {
-        encode_request(&mut self.write, parts, body);
+        encode_request(&mut self.write, parts, forwarding, body);
         if body.len() <= INLINE_BODY_BYTES {
             self.write.extend_from_slice(body);
             self.stream
@@ -462,9 +464,15 @@ fn step_chunked(state: &mut Chunked, read: &mut BytesMut) -> Result<Step, Exchan
     }
 }
 
-/// Writes the request line and headers. `Content-Length` is written from
-/// the body held, whatever the client declared: the body was read whole.
-fn encode_request(out: &mut Vec<u8>, parts: &request::Parts, body: &Bytes) {
+/// Writes the request line and headers, with the forwarding headers after
+/// the client's. `Content-Length` is written from the body held, whatever
+/// the client declared: the body was read whole.
+fn encode_request(
+    out: &mut Vec<u8>,
+    parts: &request::Parts,
+    forwarding: Option<&Forwarding>,
+    body: &Bytes,
+) {
     out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -477,7 +485,13 @@ fn encode_request(out: &mut Vec<u8>, parts: &request::Parts, body: &Bytes) {
             declared = true;
             continue;
         }
+        if forwarding.is_some_and(|f| f.replaces(name)) {
+            continue;
+        }
         push_field(out, name, value.as_bytes());
+    }
+    if let Some(forwarding) = forwarding {
+        forwarding.write_to(out);
     }
     let body_expected = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
     if declared || body_expected || !body.is_empty() {
@@ -751,12 +765,12 @@ mod tests {
             "http://example.test/a?b=1",
             &[("host", "example.test"), ("content-length", "99")],
         );
-        encode_request(&mut out, &head, &Bytes::from_static(b"hello"));
+        encode_request(&mut out, &head, None, &Bytes::from_static(b"hello"));
         assert_eq!(
             out,
             b"POST /a?b=1 HTTP/1.1\r\nhost: example.test\r\ncontent-length: 5\r\n\r\n"
         );
-        encode_request(&mut out, &parts(Method::GET, "/", &[]), &Bytes::new());
+        encode_request(&mut out, &parts(Method::GET, "/", &[]), None, &Bytes::new());
         assert_eq!(
             out, b"GET / HTTP/1.1\r\n\r\n",
             "a GET without a body has no length"

@@ -16,7 +16,7 @@ use tracing::debug;
 
 use super::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
 use super::error::{BoxError, ProxyError};
-use super::headers;
+use super::headers::{self, Forwarding};
 use super::retry::{self, failure_of, safe_to_retry, withdraw_retry, Failure, Tried, TryBody};
 use super::router::Router;
 use super::upstream::{UpstreamClient, UpstreamError};
@@ -64,14 +64,15 @@ impl Proxy {
     /// Answers one request: the instance's response, or a local error response.
     pub async fn handle(
         self: Arc<Self>,
-        mut req: Request<ClientBody>,
+        req: Request<ClientBody>,
         downstream: Downstream,
     ) -> Response<ResponseBody> {
-        let request_id = headers::ensure_request_id(req.headers_mut());
+        let (request_id, generated) = headers::request_id(req.headers());
         // The request line is copied only when someone reads debug logs.
         let logged = tracing::enabled!(tracing::Level::DEBUG)
             .then(|| (req.method().clone(), req.uri().clone()));
-        let mut response = match self.forward(req, downstream).await {
+        let new_id = generated.then(|| request_id.clone());
+        let mut response = match self.forward(req, downstream, new_id).await {
             Ok(response) => response,
             Err(error) => local_response(&error),
         };
@@ -91,10 +92,13 @@ impl Proxy {
         response
     }
 
+    /// Forwards the request; `new_id` is the request id to set upstream when
+    /// the client sent none usable.
     async fn forward(
         &self,
         req: Request<ClientBody>,
         downstream: Downstream,
+        new_id: Option<HeaderValue>,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let service = self
             .router
@@ -122,8 +126,10 @@ impl Proxy {
             self.limits.max_body_bytes,
         )
         .await?;
-        rewrite_head(&mut parts, downstream)?;
-        let mut response = self.tries(service, &key, parts, &mut body, now).await?;
+        let forwarding = rewrite_head(&mut parts, downstream, new_id)?;
+        let mut response = self
+            .tries(service, &key, parts, &forwarding, &mut body, now)
+            .await?;
         if let ResponseBody::Upstream {
             admission: slot, ..
         } = response.body_mut()
@@ -140,6 +146,7 @@ impl Proxy {
         service: &Arc<Service>,
         key: &RequestKey,
         parts: http::request::Parts,
+        forwarding: &Forwarding,
         body: &mut TryBody,
         now: u64,
     ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -171,12 +178,14 @@ impl Proxy {
                     parts: parts
                         .as_ref()
                         .expect("the head is kept while the body can be replayed"),
+                    forwarding,
                     body: bytes,
                 },
                 TryBody::Stream(stream) => {
-                    let head = parts
+                    let mut head = parts
                         .take()
                         .expect("a streamed body has one try, which takes the head");
+                    forwarding.clone().apply(&mut head.headers);
                     let stream = stream
                         .take()
                         .expect("a streamed body is never retried, so its one try has it");
@@ -248,9 +257,13 @@ impl Proxy {
         let deadline = tokio::time::Instant::now() + timeout;
         let result = match outgoing {
             // The direct exchange keeps one timer per connection and moves it.
-            Outgoing::Buffered { parts, body } => self
+            Outgoing::Buffered {
+                parts,
+                forwarding,
+                body,
+            } => self
                 .client
-                .exchange(authority, parts, body, queued, deadline)
+                .exchange(authority, parts, Some(forwarding), body, queued, deadline)
                 .await
                 .map(|response| response.map(UpstreamBody::Direct)),
             Outgoing::Streamed(req) => {
@@ -307,9 +320,11 @@ impl Proxy {
 // for that instant only.
 #[allow(clippy::large_enum_variant)]
 enum Outgoing<'a> {
-    /// The body is in memory: a direct exchange, which borrows the head.
+    /// The body is in memory: a direct exchange, which borrows the head and
+    /// writes the forwarding headers after the client's.
     Buffered {
         parts: &'a http::request::Parts,
+        forwarding: &'a Forwarding,
         body: &'a Bytes,
     },
     /// The body streams from the client: hyper's client carries it.
@@ -317,11 +332,13 @@ enum Outgoing<'a> {
 }
 
 /// Rewrites a client request head for the instances: hop-by-hop headers
-/// out, forwarding headers in, `Host` kept. Done once for every try.
+/// out, `Host` kept; the forwarding headers to send with it are returned.
+/// Done once for every try.
 fn rewrite_head(
     parts: &mut http::request::Parts,
     downstream: Downstream,
-) -> Result<(), ProxyError> {
+    new_id: Option<HeaderValue>,
+) -> Result<Forwarding, ProxyError> {
     let headers = &mut parts.headers;
     let host = match headers.get(header::HOST) {
         Some(host) => Some(host.clone()),
@@ -337,14 +354,14 @@ fn rewrite_head(
         },
     };
     headers::strip_hop_by_hop(headers);
-    headers::add_forwarded(
+    Ok(Forwarding::new(
         headers,
         downstream.addr.ip(),
         downstream.proto,
         parts.version,
         host.as_ref(),
-    );
-    Ok(())
+        new_id,
+    ))
 }
 
 /// The host a request is addressed to: the `Host` header, else the URI's

@@ -56,10 +56,6 @@ use super::forward::{Downstream, Proxy};
 /// one hands the connection to hyper, which streams it.
 pub const WHOLE_BODY_BYTES: u64 = 64 * 1024;
 
-/// Headers the proxy adds to a request on its way to an instance:
-/// `x-request-id`, `X-Forwarded-For`, `-Proto`, `-Host` and `Via`.
-const REQUEST_ROOM: usize = 5;
-
 /// Body pieces up to this size are copied after the head or the previous
 /// piece, so that small answers go out in one write; larger ones are written
 /// from where they are.
@@ -579,7 +575,9 @@ fn next_request(read: &mut BytesMut, max_head_bytes: usize) -> Next {
         let head = read.split_to(parsed.len).freeze();
         let built = Uri::from_maybe_shared(head.slice(parsed.target.0..parsed.target.1))
             .ok()
-            .zip(header_fields(&head, spans, REQUEST_ROOM).ok());
+            // No room for more: the forwarding headers are written beside
+            // the map (`headers::Forwarding`).
+            .zip(header_fields(&head, spans, 0).ok());
         let Some((uri, (headers, info))) = built else {
             // A target or a header line that does not parse: put the head
             // back for hyper, which answers it with a 400.

@@ -72,21 +72,88 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Adds the forwarding headers to a request about to go upstream.
-pub fn add_forwarded(
-    headers: &mut HeaderMap,
-    client_ip: IpAddr,
+/// The headers the proxy sets on a request for its instances: kept beside
+/// the client's header map rather than inserted into it, so that a request
+/// written by the direct exchange costs no map insertion for them. Each
+/// replaces the client's lines of its name, except `Via`, which adds a hop.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    /// The request id, when the client sent none usable.
+    request_id: Option<HeaderValue>,
+    /// `X-Forwarded-For`: the client's chain with the client's address last.
+    forwarded_for: HeaderValue,
+    /// `X-Forwarded-Proto`.
     proto: &'static str,
-    version: Version,
-    host: Option<&HeaderValue>,
-) {
-    let client = ip_header_value(client_ip);
-    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for(headers, client));
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    /// `X-Forwarded-Host`, when the request names a host.
+    host: Option<HeaderValue>,
+    /// This hop's `Via` entry.
+    via: HeaderValue,
+}
+
+impl Forwarding {
+    /// The forwarding headers for a request with these `headers` (hop-by-hop
+    /// ones already removed) from `client_ip`; `request_id` is set when the
+    /// client sent none usable.
+    pub fn new(
+        headers: &HeaderMap,
+        client_ip: IpAddr,
+        proto: &'static str,
+        version: Version,
+        host: Option<&HeaderValue>,
+        request_id: Option<HeaderValue>,
+    ) -> Self {
+        Forwarding {
+            request_id,
+            forwarded_for: forwarded_for(headers, ip_header_value(client_ip)),
+            proto,
+            host: host.cloned(),
+            via: via(version),
+        }
     }
-    headers.append(header::VIA, via(version));
+
+    /// Whether a client's header of this name gives way to one of these.
+    pub fn replaces(&self, name: &HeaderName) -> bool {
+        *name == X_FORWARDED_FOR
+            || *name == X_FORWARDED_PROTO
+            || (self.host.is_some() && *name == X_FORWARDED_HOST)
+            || (self.request_id.is_some() && *name == X_REQUEST_ID)
+    }
+
+    /// Appends the header lines, for a request written as bytes. The
+    /// client's lines that [`Forwarding::replaces`] must be left out.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut line = |name: &HeaderName, value: &[u8]| {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        if let Some(id) = &self.request_id {
+            line(&X_REQUEST_ID, id.as_bytes());
+        }
+        line(&X_FORWARDED_FOR, self.forwarded_for.as_bytes());
+        line(&X_FORWARDED_PROTO, self.proto.as_bytes());
+        if let Some(host) = &self.host {
+            line(&X_FORWARDED_HOST, host.as_bytes());
+        }
+        line(&header::VIA, self.via.as_bytes());
+    }
+
+    /// Sets the headers in `headers`, for a request a header map carries.
+    pub fn apply(self, headers: &mut HeaderMap) {
+        if let Some(id) = self.request_id {
+            headers.insert(X_REQUEST_ID.clone(), id);
+        }
+        headers.insert(X_FORWARDED_FOR.clone(), self.forwarded_for);
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(self.proto),
+        );
+        if let Some(host) = self.host {
+            headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+        headers.append(header::VIA, self.via);
+    }
 }
 
 /// The client's address appended to the chain, which may span several
@@ -156,16 +223,15 @@ pub fn via(version: Version) -> HeaderValue {
     })
 }
 
-/// Keeps a client's `x-request-id` or generates one; returns the value used.
-pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+/// The client's `x-request-id` if it sent a usable one, else a new one:
+/// the value, and whether it was generated (and must be set upstream).
+pub fn request_id(headers: &HeaderMap) -> (HeaderValue, bool) {
     if let Some(id) = headers.get(&X_REQUEST_ID) {
         if !id.is_empty() && id.len() <= 128 {
-            return id.clone();
+            return (id.clone(), false);
         }
     }
-    let id = new_request_id();
-    headers.insert(X_REQUEST_ID.clone(), id.clone());
-    id
+    (new_request_id(), true)
 }
 
 fn new_request_id() -> HeaderValue {
@@ -204,19 +270,79 @@ mod tests {
         assert!(h.get("x-kept").is_some());
     }
 
+    /// The lines `forwarding` writes after the client's `headers`, as a
+    /// request written as bytes carries them, and as a map gets them.
+    fn both_ways(headers: &HeaderMap, forwarding: Forwarding) -> (String, HeaderMap) {
+        let mut out = Vec::new();
+        for (name, value) in headers {
+            if !forwarding.replaces(name) {
+                out.extend_from_slice(format!("{name}: ").as_bytes());
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        forwarding.write_to(&mut out);
+        let mut map = headers.clone();
+        forwarding.apply(&mut map);
+        (String::from_utf8(out).expect("ASCII"), map)
+    }
+
     #[test]
-    fn appends_to_an_existing_forwarded_for() {
+    fn appends_to_an_existing_forwarded_for_and_replaces_the_rest() {
         let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("app"));
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        add_forwarded(
-            &mut h,
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("gopher"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("spoofed"));
+        h.insert("x-request-id", HeaderValue::from_static(""));
+        h.insert(header::VIA, HeaderValue::from_static("1.1 outer"));
+        let id = HeaderValue::from_static("0123");
+        let host = HeaderValue::from_static("app");
+        let forwarding = Forwarding::new(
+            &h,
             "192.0.2.7".parse().expect("ip"),
             "http",
             Version::HTTP_11,
+            Some(&host),
+            Some(id),
+        );
+        let (written, map) = both_ways(&h, forwarding);
+        assert_eq!(
+            written,
+            "host: app\r\nvia: 1.1 outer\r\nx-request-id: 0123\r\n\
+             x-forwarded-for: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-host: app\r\nvia: 1.1 tidegate\r\n"
+        );
+        assert_eq!(map["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
+        assert_eq!(map["x-forwarded-proto"], "http");
+        assert_eq!(map["x-forwarded-host"], "app");
+        assert_eq!(map["x-request-id"], "0123");
+        let via: Vec<_> = map.get_all(header::VIA).iter().collect();
+        assert_eq!(via, ["1.1 outer", "1.1 tidegate"]);
+    }
+
+    #[test]
+    fn without_a_host_or_a_new_id_the_clients_lines_stay() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-host", HeaderValue::from_static("edge"));
+        h.insert("x-request-id", HeaderValue::from_static("theirs"));
+        let forwarding = Forwarding::new(
+            &h,
+            "192.0.2.7".parse().expect("ip"),
+            "https",
+            Version::HTTP_2,
+            None,
             None,
         );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
-        assert_eq!(h["via"], "1.1 tidegate");
+        let (written, map) = both_ways(&h, forwarding);
+        assert_eq!(
+            written,
+            "x-forwarded-host: edge\r\nx-request-id: theirs\r\n\
+             x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: https\r\nvia: 2 tidegate\r\n"
+        );
+        assert_eq!(map["x-forwarded-host"], "edge");
+        assert_eq!(map["x-request-id"], "theirs");
     }
 
     #[test]
@@ -242,8 +368,12 @@ mod tests {
     #[test]
     fn generates_a_request_id_only_when_missing() {
         let mut h = HeaderMap::new();
-        let id = ensure_request_id(&mut h);
+        let (id, generated) = request_id(&h);
         assert_eq!(id.len(), 32);
-        assert_eq!(ensure_request_id(&mut h), id, "an existing id is kept");
+        assert!(generated);
+        h.insert(X_REQUEST_ID.clone(), id.clone());
+        assert_eq!(request_id(&h), (id, false), "an existing id is kept");
+        h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static(""));
+        assert!(request_id(&h).1, "an empty id is replaced");
     }
 }

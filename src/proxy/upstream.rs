@@ -42,6 +42,7 @@ use tracing::debug;
 use super::body::RequestBody;
 use super::exchange::{Connection, ExchangeError, Framing};
 use super::fields::WireFields;
+use super::headers::Forwarding;
 use crate::config::Timeouts;
 
 /// Connections kept per instance and thread; past it, the oldest one closes.
@@ -295,6 +296,7 @@ impl UpstreamClient {
         &self,
         authority: &Authority,
         parts: &request::Parts,
+        forwarding: Option<&Forwarding>,
         body: &Bytes,
         waiting: &AtomicU32,
         deadline: tokio::time::Instant,
@@ -317,7 +319,7 @@ impl UpstreamClient {
                     Box::new(Connection::new(stream))
                 }
             };
-            match connection.send(parts, body, deadline).await {
+            match connection.send(parts, forwarding, body, deadline).await {
                 Ok(answer) => {
                     let body = DirectBody {
                         fields: answer.fields,
