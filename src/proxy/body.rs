@@ -10,13 +10,14 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use http::header::HeaderValue;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::error::{BoxError, ProxyError};
-use super::fields::WireFields;
+use super::fields::{ProxyHeader, WireFields};
 use super::upstream::{Checkin, DirectBody};
 use crate::balance::{InFlight, Outcome};
 use crate::health::Admission;
@@ -108,9 +109,6 @@ impl Body for RequestBody {
 }
 
 /// A response body on its way to the client.
-// Nearly every response is an instance's: boxing that variant to match the
-// rare local one would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ResponseBody {
     /// An instance's body, with the guard that ends the request when it is done.
@@ -192,13 +190,38 @@ impl ResponseBody {
     /// instance wrote them (a direct exchange leaves them so): whoever sends
     /// the response must write them ahead of the map's, or merge them in.
     pub fn take_wire_fields(&mut self) -> Option<WireFields> {
+        self.wire_fields_mut().and_then(Option::take)
+    }
+
+    fn wire_fields_mut(&mut self) -> Option<&mut Option<WireFields>> {
         match self {
             ResponseBody::Upstream {
                 inner: UpstreamBody::Direct(body),
                 ..
-            } => body.take_fields(),
+            } => body.fields_mut(),
             _ => None,
         }
+    }
+}
+
+/// Adds a header the proxy sets on an answer: after the instance's lines
+/// while they are in wire form, else in the header map.
+pub fn add_answer_header(
+    response: &mut Response<ResponseBody>,
+    header: ProxyHeader,
+    value: HeaderValue,
+) {
+    let value = match response.body_mut().wire_fields_mut() {
+        Some(Some(fields)) => match fields.add(header, value) {
+            Ok(()) => return,
+            Err(refused) => refused,
+        },
+        _ => value,
+    };
+    if header.replaces() {
+        response.headers_mut().insert(header.name(), value);
+    } else {
+        response.headers_mut().append(header.name(), value);
     }
 }
 

@@ -122,6 +122,11 @@ pub struct Connection {
     /// timer wheel and a removal, each under its lock, and a moved one only
     /// touches the timer when it moves earlier.
     deadline: Option<LazyDeadline>,
+    /// The header lines of the answer being passed on, in the form the
+    /// instance wrote them, until the client's side takes them. Kept here,
+    /// behind the connection's box, so that the response moving through
+    /// the request path stays small.
+    fields: Option<WireFields>,
 }
 
 /// Where one header line's name and value lie in a head being parsed.
@@ -162,11 +167,9 @@ pub enum Chunked {
 /// An answer's head, and how to read its body.
 #[derive(Debug)]
 pub struct Answer {
-    /// Status and version as the instance sent them; the headers too when
-    /// `fields` is `None`, else only room for those the proxy adds.
+    /// Status and version as the instance sent them; the headers too unless
+    /// the connection holds them in wire form ([`Connection::fields_mut`]).
     pub head: response::Parts,
-    /// The end-to-end header lines as the instance wrote them.
-    pub fields: Option<WireFields>,
     /// How the body is delimited.
     pub framing: Framing,
     /// Whether the connection may carry another request once the body is read.
@@ -182,7 +185,14 @@ impl Connection {
             write: Vec::with_capacity(512),
             spans: Vec::with_capacity(16),
             deadline: None,
+            fields: None,
         }
+    }
+
+    /// The current answer's header lines in wire form; `None` once taken,
+    /// or when the answer's head was read into its header map.
+    pub fn fields_mut(&mut self) -> &mut Option<WireFields> {
+        &mut self.fields
     }
 
     /// Whether this idle connection should not be used again: the instance
@@ -280,9 +290,9 @@ impl Connection {
             let status =
                 StatusCode::from_u16(status).map_err(|_| ExchangeError::Invalid("status code"))?;
             let (headers, fields, info) = match WireFields::scan(&head, &self.spans)? {
-                Scanned::Wire(fields, info) => {
-                    (HeaderMap::with_capacity(ANSWER_ROOM), Some(fields), info)
-                }
+                // The proxy's own headers join the wire-form lines: the
+                // map stays empty and unallocated.
+                Scanned::Wire(fields, info) => (HeaderMap::new(), Some(fields), info),
                 Scanned::NeedsMap => {
                     let (headers, info) = header_fields(&head, &self.spans, ANSWER_ROOM)?;
                     (headers, None, info)
@@ -294,9 +304,9 @@ impl Connection {
             answer.status = status;
             answer.version = version;
             answer.headers = headers;
+            self.fields = fields;
             return Ok(Answer {
                 head: answer,
-                fields,
                 framing,
                 keep_alive,
             });

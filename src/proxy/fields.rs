@@ -46,9 +46,47 @@ pub struct WireFields {
     pub date: bool,
     /// Whether a `Content-Length` line is among the kept ones.
     pub length: bool,
+    /// Headers the proxy sets on the answer (`Via`, `x-request-id`, at
+    /// times `Set-Cookie`), written after the instance's lines: while the
+    /// answer carries these, its header map need not be allocated.
+    added: [Option<(ProxyHeader, HeaderValue)>; MAX_ADDED],
 }
 
+/// A header the proxy sets on the answers it passes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `Via`: this hop, after the instance's.
+    Via,
+    /// `x-request-id`: the request's, in place of any the instance sent.
+    RequestId,
+    /// `Set-Cookie`: the session-affinity cookie, beside the instance's.
+    SetCookie,
+}
+
+impl ProxyHeader {
+    /// The header's name.
+    pub fn name(self) -> HeaderName {
+        match self {
+            ProxyHeader::Via => http::header::VIA,
+            ProxyHeader::RequestId => super::headers::X_REQUEST_ID.clone(),
+            ProxyHeader::SetCookie => http::header::SET_COOKIE,
+        }
+    }
+
+    /// Whether the instance's lines of this name give way to the proxy's
+    /// (else both are sent). [`WireFields::scan`] leaves those lines out.
+    pub fn replaces(self) -> bool {
+        self == ProxyHeader::RequestId
+    }
+}
+
+/// Headers of the proxy's own an answer's wire-form lines take before
+/// further ones go to its header map.
+const MAX_ADDED: usize = 3;
+
 /// What [`WireFields::scan`] found.
+// Returned and taken apart at once, on the stack.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Scanned {
     /// The kept lines, and what the connection and framing headers said.
     Wire(WireFields, HopInfo),
@@ -67,6 +105,7 @@ impl WireFields {
             len: 0,
             date: false,
             length: false,
+            added: [const { None }; MAX_ADDED],
         };
         let mut info = HopInfo::default();
         for span in spans {
@@ -130,20 +169,44 @@ impl WireFields {
             .map(|&(start, end)| &self.head[start as usize..end as usize])
     }
 
-    /// Appends the lines, each ending in CRLF.
+    /// Adds a header of the proxy's own after the instance's lines; gives
+    /// it back when there is no room left, for the answer's header map.
+    pub fn add(&mut self, header: ProxyHeader, value: HeaderValue) -> Result<(), HeaderValue> {
+        match self.added.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => {
+                *slot = Some((header, value));
+                Ok(())
+            }
+            None => Err(value),
+        }
+    }
+
+    fn added(&self) -> impl Iterator<Item = &(ProxyHeader, HeaderValue)> + '_ {
+        self.added.iter().map_while(Option::as_ref)
+    }
+
+    /// Appends the instance's lines, then the proxy's, each ending in CRLF.
     pub fn write_to(&self, buf: &mut Vec<u8>) {
         for run in self.runs() {
             buf.extend_from_slice(run);
             buf.extend_from_slice(b"\r\n");
         }
+        for (header, value) in self.added() {
+            buf.extend_from_slice(header.name().as_str().as_bytes());
+            buf.extend_from_slice(b": ");
+            buf.extend_from_slice(value.as_bytes());
+            buf.extend_from_slice(b"\r\n");
+        }
     }
 
-    /// Puts the lines into `headers` ahead of what it holds already, so that
-    /// a header both the instance and the proxy set (`Via`, `Set-Cookie`)
-    /// keeps the instance's lines first.
+    /// Puts the lines, the instance's and then the proxy's, into `headers`
+    /// ahead of what it holds already, so that a header both the instance
+    /// and the proxy set (`Via`, `Set-Cookie`) keeps the instance's lines
+    /// first.
     pub fn merge_into(self, headers: &mut HeaderMap) {
-        let added = std::mem::take(headers);
-        let mut merged = HeaderMap::with_capacity(usize::from(self.len) * 4 + added.len());
+        let held = std::mem::take(headers);
+        let mut merged =
+            HeaderMap::with_capacity(usize::from(self.len) * 4 + MAX_ADDED + held.len());
         for run in self.runs() {
             for line in run.split(|&b| b == b'\n') {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -164,8 +227,11 @@ impl WireFields {
                 }
             }
         }
+        for (header, value) in self.added.into_iter().flatten() {
+            merged.append(header.name(), value);
+        }
         let mut current = None;
-        for (name, value) in added {
+        for (name, value) in held {
             if name.is_some() {
                 current = name;
             }
@@ -180,7 +246,11 @@ impl WireFields {
 impl std::fmt::Debug for WireFields {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let lines: Vec<_> = self.runs().map(String::from_utf8_lossy).collect();
-        f.debug_struct("WireFields").field("runs", &lines).finish()
+        let added: Vec<_> = self.added().collect();
+        f.debug_struct("WireFields")
+            .field("runs", &lines)
+            .field("added", &added)
+            .finish()
     }
 }
 
@@ -211,6 +281,7 @@ impl Line {
             7 if is(b"upgrade") => Line::Dropped,
             10 if is(b"connection") => Line::Connection,
             10 if is(b"keep-alive") => Line::Dropped,
+            // The proxy sets its own (`ProxyHeader::RequestId`).
             12 if is(b"x-request-id") => Line::Dropped,
             14 if is(b"content-length") => Line::ContentLength,
             16 if is(b"proxy-connection") => Line::Dropped,
@@ -301,6 +372,31 @@ mod tests {
             WireFields::scan(&head, &spans).is_err(),
             "conflicting lengths are refused"
         );
+    }
+
+    #[test]
+    fn the_proxys_own_headers_follow_the_instances_lines() {
+        let (mut fields, _) = wire("HTTP/1.1 200 OK\r\nVia: 1.1 inner\r\n\r\n");
+        let via = || HeaderValue::from_static("1.1 tidegate");
+        for _ in 0..MAX_ADDED {
+            fields
+                .add(ProxyHeader::Via, via())
+                .expect("room for the proxy's own");
+        }
+        assert!(
+            fields.add(ProxyHeader::Via, via()).is_err(),
+            "past its room a header is given back, for the map"
+        );
+        let mut expected = String::from("Via: 1.1 inner\r\n");
+        expected += &"via: 1.1 tidegate\r\n".repeat(MAX_ADDED);
+        assert_eq!(written(&fields), expected);
+        let mut headers = HeaderMap::new();
+        headers.append("via", HeaderValue::from_static("from the map"));
+        fields.merge_into(&mut headers);
+        let all: Vec<_> = headers.get_all("via").iter().collect();
+        assert_eq!(all.len(), MAX_ADDED + 2);
+        assert_eq!(all[0], "1.1 inner");
+        assert_eq!(all[MAX_ADDED + 1], "from the map");
     }
 
     #[test]

@@ -14,8 +14,9 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use tracing::debug;
 
-use super::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
+use super::body::{add_answer_header, ClientBody, RequestBody, ResponseBody, UpstreamBody};
 use super::error::{BoxError, ProxyError};
+use super::fields::ProxyHeader;
 use super::headers::{self, Forwarding};
 use super::retry::{self, failure_of, safe_to_retry, withdraw_retry, Failure, Tried, TryBody};
 use super::router::Router;
@@ -86,9 +87,7 @@ impl Proxy {
                 "request answered"
             );
         }
-        response
-            .headers_mut()
-            .insert(headers::X_REQUEST_ID.clone(), request_id);
+        add_answer_header(&mut response, ProxyHeader::RequestId, request_id);
         response
     }
 
@@ -303,15 +302,15 @@ impl Proxy {
             // A direct exchange leaves hop-by-hop headers out as it parses.
             headers::strip_hop_by_hop(&mut parts.headers);
         }
-        parts
-            .headers
-            .append(header::VIA, headers::via(parts.version));
+        let via = headers::via(parts.version);
         let body = ResponseBody::Upstream {
             inner,
             guard: Some(guard),
             admission: None,
         };
-        Ok(Response::from_parts(parts, body))
+        let mut response = Response::from_parts(parts, body);
+        add_answer_header(&mut response, ProxyHeader::Via, via);
+        Ok(response)
     }
 }
 
@@ -453,7 +452,7 @@ fn with_cookie(
     set_cookie: Option<HeaderValue>,
 ) -> Response<ResponseBody> {
     if let Some(cookie) = set_cookie {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+        add_answer_header(&mut response, ProxyHeader::SetCookie, cookie);
     }
     response
 }

@@ -322,7 +322,6 @@ impl UpstreamClient {
             match connection.send(parts, forwarding, body, deadline).await {
                 Ok(answer) => {
                     let body = DirectBody {
-                        fields: answer.fields,
                         connection: Some(connection),
                         framing: answer.framing,
                         keep_alive: answer.keep_alive,
@@ -490,10 +489,6 @@ fn push_newest<T>(
 /// back to its pool once the body has been read whole and the instance left
 /// it reusable; dropped before that, the connection closes.
 pub struct DirectBody {
-    /// The answer's header lines in the form the instance wrote them, until
-    /// the client's connection takes them; `None` once taken, or when the
-    /// answer's head was read into its header map.
-    fields: Option<WireFields>,
     /// Boxed once per connection, so that the body moves as a pointer.
     connection: Option<Box<Connection>>,
     framing: Framing,
@@ -506,14 +501,23 @@ pub struct DirectBody {
 }
 
 impl DirectBody {
-    /// Takes the header lines still in wire form.
+    /// Takes the answer's header lines still in wire form.
     pub fn take_fields(&mut self) -> Option<WireFields> {
-        self.fields.take()
+        self.fields_mut().and_then(Option::take)
+    }
+
+    /// The answer's header lines still in wire form, if the connection is
+    /// still held (it is until the body ends).
+    pub fn fields_mut(&mut self) -> Option<&mut Option<WireFields>> {
+        self.connection.as_mut().map(|c| c.fields_mut())
     }
 
     /// Hands the connection back (or closes it) once the body has ended.
     fn finish(&mut self) {
-        if let Some(connection) = self.connection.take() {
+        if let Some(mut connection) = self.connection.take() {
+            // Nothing of this answer is kept: its head shares the buffer the
+            // connection reads into next.
+            connection.fields_mut().take();
             if self.keep_alive && connection.is_clean() {
                 self.pools.checkin_direct(&self.authority, connection);
             }
