@@ -411,17 +411,22 @@ fn encode_fields(
     parts: &http::response::Parts,
     wire: Option<&WireFields>,
 ) -> Fields {
-    buf.extend_from_slice(b"HTTP/1.1 ");
-    buf.extend_from_slice(parts.status.as_str().as_bytes());
-    buf.push(b' ');
-    buf.extend_from_slice(
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or("Unknown")
-            .as_bytes(),
-    );
-    buf.extend_from_slice(b"\r\n");
+    if parts.status == StatusCode::OK {
+        // Most answers: one constant, copied inline.
+        buf.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        buf.extend_from_slice(b"HTTP/1.1 ");
+        buf.extend_from_slice(parts.status.as_str().as_bytes());
+        buf.push(b' ');
+        buf.extend_from_slice(
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("Unknown")
+                .as_bytes(),
+        );
+        buf.extend_from_slice(b"\r\n");
+    }
     let mut fields = Fields {
         length: false,
         date: false,
