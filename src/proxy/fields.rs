@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::warn;
 
-use super::exchange::{content_length, ExchangeError, HeaderSpan, HopInfo};
+use super::exchange::{content_length, push_field, ExchangeError, HeaderSpan, HopInfo};
 
 /// Runs of consecutive kept lines an answer may have before its head is read
 /// into a header map instead: every line left out between kept ones starts a
@@ -192,10 +192,7 @@ impl WireFields {
             buf.extend_from_slice(b"\r\n");
         }
         for (header, value) in self.added() {
-            buf.extend_from_slice(header.name().as_str().as_bytes());
-            buf.extend_from_slice(b": ");
-            buf.extend_from_slice(value.as_bytes());
-            buf.extend_from_slice(b"\r\n");
+            push_field(buf, &header.name(), value.as_bytes());
         }
     }
 
